@@ -1,0 +1,7 @@
+import click
+
+
+@click.command()
+def bundle() -> None:
+    """(in progress)"""
+    raise click.ClickException("not written yet")

@@ -1,0 +1,33 @@
+"""The `mnist-edge` command: one click group, one subcommand per pipeline step.
+
+Each stage keeps its commands in its own package (`trainer/cli.py`, `export/cli.py`,
+`runtime/cli.py`); this module only gathers them. None of those modules imports TensorFlow at
+import time, so `mnist-edge --help` and the runtime commands start fast and run on a device
+that only has the base install.
+"""
+
+import click
+
+from export.bundle import bundle
+from export.cli import export, run_all
+from runtime.cli import bench, live, predict
+from trainer.cli import train
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mnist-edge", prog_name="mnist-edge")
+def main() -> None:
+    """Train a handwritten-digit model, quantize it to TFLite and run it on the edge.
+
+    \b
+    Pipeline:  train -> export -> predict / live / bench / bundle
+    Main job:  mnist-edge all
+    """
+
+
+for command in (run_all, train, export, predict, live, bench, bundle):
+    main.add_command(command)
+
+
+if __name__ == "__main__":
+    main()

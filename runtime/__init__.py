@@ -1,0 +1,1 @@
+"""Stage 3: the on-device part. Needs numpy, OpenCV, Pillow, click and LiteRT; never TensorFlow."""

@@ -1,0 +1,113 @@
+"""`mnist-edge train`: TensorFlow is imported inside the command, never at start-up."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import click
+
+from trainer.data import DataError, load_mnist
+
+
+def writable_folder(path: Path) -> Path:
+    """Create `path` if needed and make sure files can be written in it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise click.ClickException(
+            f"{path}: cannot create output folder ({error.strerror})"
+        ) from None
+    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+        raise click.ClickException(f"{path}: output folder is not writable")
+    return path
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder with the MNIST IDX files or mnist.npz [default: $MNIST_DATA_DIR, then "
+    "Keras's cache, then download].",
+)
+allow_custom_option = click.option(
+    "--allow-custom-data",
+    is_flag=True,
+    help="Accept files whose MD5 differs from canonical MNIST (your own dataset).",
+)
+
+
+def load_data_or_exit(data_dir: Path | None, allow_custom: bool):
+    try:
+        return load_mnist(data_dir, allow_custom=allow_custom)
+    except DataError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@click.command()
+@data_dir_option
+@allow_custom_option
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("models"),
+    show_default=True,
+    help="Folder for the model, its metrics and figures.",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=100),
+    default=None,
+    help="Train on the first N training images only (quick runs).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def train(
+    data_dir: Path | None,
+    allow_custom_data: bool,
+    out: Path,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    limit: int | None,
+    quiet: bool,
+) -> None:
+    """Train the 784-128-10 dense network and write models/mnist_dense.keras."""
+    run_train(data_dir, allow_custom_data, out, epochs, batch_size, seed, limit, quiet)
+
+
+def run_train(
+    data_dir: Path | None,
+    allow_custom_data: bool,
+    out: Path,
+    epochs: int = 10,
+    batch_size: int = 32,
+    seed: int = 0,
+    limit: int | None = None,
+    quiet: bool = False,
+) -> dict:
+    """The `train` command's body; `mnist-edge all` calls it too."""
+    started = time.perf_counter()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out
+    writable_folder(out)
+    data = load_data_or_exit(data_dir, allow_custom_data)
+    if not quiet:
+        click.echo(f"MNIST: {data.source} ({len(data.x_train)} train, {len(data.x_test)} test)")
+
+    from trainer.train import METRICS_FILENAME, MODEL_FILENAME, train_and_save
+
+    metrics = train_and_save(data, out, epochs, batch_size, seed, quiet, limit)
+    if not quiet:
+        click.echo(
+            f"test accuracy {metrics['test_accuracy']:.2%}, loss {metrics['test_loss']:.4f}; "
+            f"fit {metrics['train_seconds']:.1f} s, whole command "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        click.echo(
+            f"wrote {out / MODEL_FILENAME}, {out / METRICS_FILENAME}, "
+            f"{out / 'samples.png'}, {out / 'training_curves.png'}"
+        )
+    return metrics

@@ -1,0 +1,55 @@
+"""The trainer's two figures, drawn with matplotlib and written atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from trainer.atomic import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers and in CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_sample_grid(
+    images: np.ndarray, labels: np.ndarray, path: Path, rows: int = 4, cols: int = 8
+) -> None:
+    """A grid of the first training images with their labels."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.25))
+    for ax, image, label in zip(axes.flat, images, labels, strict=False):
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(str(int(label)), fontsize=10)
+        ax.axis("off")
+    fig.suptitle("MNIST training images and their labels")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def save_training_curves(history: list[dict[str, float]], path: Path) -> None:
+    """Loss and accuracy per epoch, for the training and validation sets."""
+    plt = _pyplot()
+    epochs = np.arange(1, len(history) + 1)
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in ((loss_ax, "loss"), (acc_ax, "accuracy")):
+        ax.plot(epochs, [h[metric] for h in history], "o-", label="train")
+        ax.plot(epochs, [h[f"val_{metric}"] for h in history], "s-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_xticks(epochs)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Training curves (784-128-10, Adam with cosine decay)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
