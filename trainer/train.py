@@ -59,6 +59,15 @@ def tool_versions() -> dict[str, str]:
     }
 
 
+def evaluate(model, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(loss, accuracy) of the seed's loss and metric, without compiling the saved model."""
+    import keras
+
+    probabilities = model.predict(x, batch_size=1024, verbose=0)
+    loss = keras.losses.sparse_categorical_crossentropy(y.astype(np.int32), probabilities)
+    return float(np.mean(loss)), float(np.mean(probabilities.argmax(axis=1) == y))
+
+
 def train_and_save(
     data: Mnist,
     out_dir: Path,
@@ -73,8 +82,14 @@ def train_and_save(
     `limit` trains on the first `limit` training images only (tests use it). Returns the
     metrics that are also written to `mnist_dense.train.json`.
     """
+    from trainer.chunked_fit import ChunkedTrainer, index_chunks
     from trainer.figures import save_sample_grid, save_training_curves
-    from trainer.model import PEAK_LEARNING_RATE, STEPS_PER_EXECUTION, build_model, compile_model
+    from trainer.model import (
+        PEAK_LEARNING_RATE,
+        STEPS_PER_CALL,
+        build_model,
+        make_optimizer,
+    )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     x_all, y_all = data.x_train[:limit], data.y_train[:limit]
@@ -85,22 +100,21 @@ def train_and_save(
     seed_everything(seed)
     model = build_model()
     steps_per_epoch = -(-len(x_train) // batch_size)
-    compile_model(model, total_steps=epochs * steps_per_epoch)
+    trainer = ChunkedTrainer(model, x_train, y_train)
+    trainer.compile(optimizer=make_optimizer(epochs * steps_per_epoch), jit_compile=True)
 
     started = time.perf_counter()
-    history = model.fit(
-        x_train,
-        y_train,
+    history = trainer.fit(
+        index_chunks(len(x_train), batch_size, STEPS_PER_CALL, seed),
         epochs=epochs,
-        batch_size=batch_size,
         validation_data=(x_val, y_val),
+        validation_batch_size=1000,
         verbose=keras_verbosity(quiet),
     )
     train_seconds = time.perf_counter() - started
+    optimizer_steps = int(trainer.optimizer.iterations.numpy())
     # The test set is used once, here, after every choice was made on the validation split.
-    test_loss, test_accuracy = model.evaluate(
-        scale_pixels(data.x_test), data.y_test.astype(np.int32), batch_size=1024, verbose=0
-    )
+    test_loss, test_accuracy = evaluate(model, scale_pixels(data.x_test), data.y_test)
 
     with atomic_path(out_dir / MODEL_FILENAME) as tmp:
         model.save(tmp)
@@ -120,7 +134,8 @@ def train_and_save(
         "validation_size": len(x_val),
         "test_size": len(data.x_test),
         "optimizer": f"Adam, cosine decay {PEAK_LEARNING_RATE:g} -> 0",
-        "steps_per_execution": STEPS_PER_EXECUTION,
+        "optimizer_steps": optimizer_steps,
+        "optimizer_steps_per_call": STEPS_PER_CALL,
         "jit_compile": True,
         "history": per_epoch,
         "data": {"source": data.source, "md5": data.checksums},

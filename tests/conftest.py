@@ -1,0 +1,48 @@
+"""Shared fixtures: real MNIST and a small model really trained on a subset of it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
+
+
+def mnist_dir() -> Path | None:
+    """Where the tests read MNIST: $MNIST_DATA_DIR, else ../shared/data/mnist beside the repo."""
+    if os.environ.get("MNIST_DATA_DIR"):
+        return Path(os.environ["MNIST_DATA_DIR"])
+    return SHARED_MNIST if SHARED_MNIST.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def mnist_data_dir() -> Path:
+    folder = mnist_dir()
+    if folder is None:
+        pytest.skip("MNIST not available: set MNIST_DATA_DIR to the folder with the IDX files")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_data_dir: Path):
+    from trainer.data import load_mnist
+
+    return load_mnist(mnist_data_dir)
+
+
+@pytest.fixture(scope="session")
+def small_keras_model(mnist, tmp_path_factory) -> Path:
+    """A .keras model trained here on 6,000 training images for 2 epochs (~92-95 % test)."""
+    from trainer.train import MODEL_FILENAME, train_and_save
+
+    out = tmp_path_factory.mktemp("small_model")
+    train_and_save(mnist, out, epochs=2, seed=0, quiet=True, limit=6000)
+    return out / MODEL_FILENAME

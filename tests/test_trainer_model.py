@@ -1,0 +1,44 @@
+"""The model's exact architecture, a real short training run, and determinism."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+
+from trainer.data import scale_pixels
+from trainer.model import build_model
+from trainer.train import MODEL_FILENAME, train_and_save
+
+
+def test_architecture_is_exactly_the_seed():
+    model = build_model()
+    assert model.input_shape == (None, 28, 28)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["InputLayer", "Flatten", "Dense", "Dense"]
+    hidden, output = model.layers[2], model.layers[3]
+    assert (hidden.units, hidden.activation.__name__) == (128, "relu")
+    assert (output.units, output.activation.__name__) == (10, "softmax")
+    assert model.count_params() == 784 * 128 + 128 + 128 * 10 + 10  # 101,770
+
+
+def test_short_training_clearly_beats_chance(small_keras_model, mnist):
+    model = keras.saving.load_model(small_keras_model, safe_mode=True)
+    probabilities = model.predict(scale_pixels(mnist.x_test), verbose=0)
+    accuracy = float(np.mean(probabilities.argmax(axis=1) == mnist.y_test))
+    assert accuracy > 0.85  # chance is 0.10
+    metrics = json.loads((small_keras_model.parent / "mnist_dense.train.json").read_text())
+    assert abs(metrics["test_accuracy"] - accuracy) < 1e-3
+
+
+def test_same_seed_gives_same_weights_other_seed_does_not(mnist, tmp_path):
+    def weights(seed, folder):
+        train_and_save(mnist, tmp_path / folder, epochs=1, seed=seed, quiet=True, limit=3000)
+        model = keras.saving.load_model(tmp_path / folder / MODEL_FILENAME)
+        return model.get_weights()
+
+    first, again, other = weights(7, "a"), weights(7, "b"), weights(8, "c")
+    for w1, w2 in zip(first, again, strict=True):
+        np.testing.assert_array_equal(w1, w2)
+    assert not np.array_equal(first[0], other[0])
