@@ -109,6 +109,7 @@ def train_and_save(
         epochs=epochs,
         validation_data=(x_val, y_val),
         validation_batch_size=1000,
+        shuffle=False,  # index_chunks already reshuffles every epoch
         verbose=keras_verbosity(quiet),
     )
     train_seconds = time.perf_counter() - started
