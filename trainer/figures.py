@@ -21,14 +21,32 @@ def _pyplot():
 def save_sample_grid(
     images: np.ndarray, labels: np.ndarray, path: Path, rows: int = 4, cols: int = 8
 ) -> None:
-    """A grid of the first training images with their labels."""
+    """The first training images with their labels, tiled into one image.
+
+    One imshow of a montage instead of rows x cols subplots: the same picture, drawn in a
+    fraction of the time (the figure is part of every `mnist-edge train`).
+    """
     plt = _pyplot()
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.25))
-    for ax, image, label in zip(axes.flat, images, labels, strict=False):
-        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
-        ax.set_title(str(int(label)), fontsize=10)
-        ax.axis("off")
-    fig.suptitle("MNIST training images and their labels")
+    n, pad = rows * cols, 4
+    size = 28 + 2 * pad
+    tiles = np.zeros((n, size, size), dtype=np.uint8)
+    tiles[: len(images[:n]), pad:-pad, pad:-pad] = images[:n]
+    montage = tiles.reshape(rows, cols, size, size).transpose(0, 2, 1, 3).reshape(rows * size, -1)
+    fig, ax = plt.subplots(figsize=(cols * 0.9, rows * 0.9 + 0.5))
+    ax.imshow(montage, cmap="gray", vmin=0, vmax=255)
+    for i, label in enumerate(labels[:n]):
+        row, col = divmod(i, cols)
+        ax.text(
+            col * size + 2,
+            row * size + 2,
+            str(int(label)),
+            color="yellow",
+            fontsize=9,
+            va="top",
+            ha="left",
+        )
+    ax.axis("off")
+    ax.set_title("MNIST training images and their labels")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
