@@ -1,1 +1,1 @@
-"""Stage 2: convert the trained Keras model to TFLite variants and report what quantization costs."""
+"""Stage 2: convert the Keras model to TFLite variants and report what quantization costs."""

@@ -17,8 +17,13 @@ def mnist_edge(*args: str, env_data_dir: Path | None = None) -> subprocess.Compl
     env.pop("MNIST_DATA_DIR", None)
     if env_data_dir is not None:
         env["MNIST_DATA_DIR"] = str(env_data_dir)
-    return subprocess.run([sys.executable, "-m", "mnist_edge", *args], capture_output=True,
-                          text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_edge", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -31,10 +36,12 @@ def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str) ->
 
 
 def test_help_and_version_do_not_import_tensorflow():
-    code = ("import sys; from click.testing import CliRunner; import mnist_edge; "
-            "r = CliRunner().invoke(mnist_edge.main, ['--help']); "
-            "print(r.exit_code, 'tensorflow' in sys.modules, 'keras' in sys.modules); "
-            "print(r.output)")
+    code = (
+        "import sys; from click.testing import CliRunner; import mnist_edge; "
+        "r = CliRunner().invoke(mnist_edge.main, ['--help']); "
+        "print(r.exit_code, 'tensorflow' in sys.modules, 'keras' in sys.modules); "
+        "print(r.output)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.startswith("0 False False"), done.stdout + done.stderr
     for command in ("train", "export", "all", "predict", "live", "bench", "bundle"):
@@ -45,14 +52,33 @@ def test_help_and_version_do_not_import_tensorflow():
 
 def test_train_writes_model_metrics_and_figures(mnist_data_dir, tmp_path):
     out = tmp_path / "models"
-    done = mnist_edge("train", "--out", str(out), "--epochs", "1", "--limit", "3000",
-                      "--seed", "3", env_data_dir=mnist_data_dir)
+    done = mnist_edge(
+        "train",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--limit",
+        "3000",
+        "--seed",
+        "3",
+        env_data_dir=mnist_data_dir,
+    )
     assert done.returncode == 0, done.stderr
     assert "test accuracy" in done.stdout
     assert " - accuracy: " in done.stdout and "val_accuracy" in done.stdout  # per-epoch log line
     metrics = json.loads((out / "mnist_dense.train.json").read_text())
-    for key in ("test_accuracy", "test_loss", "epochs", "batch_size", "seed", "train_seconds",
-                "history", "data", "versions"):
+    for key in (
+        "test_accuracy",
+        "test_loss",
+        "epochs",
+        "batch_size",
+        "seed",
+        "train_seconds",
+        "history",
+        "data",
+        "versions",
+    ):
         assert key in metrics
     assert (metrics["epochs"], metrics["batch_size"], metrics["seed"]) == (1, 32, 3)
     assert len(metrics["history"]) == 1 and "val_accuracy" in metrics["history"][0]
@@ -65,8 +91,18 @@ def test_train_writes_model_metrics_and_figures(mnist_data_dir, tmp_path):
 
 
 def test_quiet_prints_nothing(mnist_data_dir, tmp_path):
-    done = mnist_edge("train", "--out", str(tmp_path), "--epochs", "1", "--limit", "1000",
-                      "--quiet", "--data-dir", str(mnist_data_dir))
+    done = mnist_edge(
+        "train",
+        "--out",
+        str(tmp_path),
+        "--epochs",
+        "1",
+        "--limit",
+        "1000",
+        "--quiet",
+        "--data-dir",
+        str(mnist_data_dir),
+    )
     assert done.returncode == 0 and done.stdout == ""
 
 
@@ -79,8 +115,17 @@ def test_checksum_mismatch_names_the_file_and_the_flag(mnist, tmp_path):
     write_small_idx(tmp_path / "small", mnist, n=300)
     done = mnist_edge("train", "--data-dir", str(tmp_path / "small"), "--out", str(tmp_path))
     assert_one_line_error(done, "train-images-idx3-ubyte", "--allow-custom-data")
-    done = mnist_edge("train", "--data-dir", str(tmp_path / "small"), "--out",
-                      str(tmp_path / "m"), "--allow-custom-data", "--epochs", "1", "-q")
+    done = mnist_edge(
+        "train",
+        "--data-dir",
+        str(tmp_path / "small"),
+        "--out",
+        str(tmp_path / "m"),
+        "--allow-custom-data",
+        "--epochs",
+        "1",
+        "-q",
+    )
     assert done.returncode == 0, done.stderr
 
 

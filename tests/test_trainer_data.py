@@ -18,10 +18,18 @@ from trainer.data import (
     to_idx_bytes,
 )
 
-LECUN = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-         "t10k-labels-idx1-ubyte"]
-KAGGLE = ["train-images.idx3-ubyte", "train-labels.idx1-ubyte", "t10k-images.idx3-ubyte",
-          "t10k-labels.idx1-ubyte"]
+LECUN = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+]
+KAGGLE = [
+    "train-images.idx3-ubyte",
+    "train-labels.idx1-ubyte",
+    "t10k-images.idx3-ubyte",
+    "t10k-labels.idx1-ubyte",
+]
 
 
 def write_small_idx(folder: Path, mnist, names=LECUN, n: int = 200, gz: bool = False) -> None:
@@ -39,8 +47,8 @@ def write_small_idx(folder: Path, mnist, names=LECUN, n: int = 200, gz: bool = F
 def test_real_mnist_matches_canonical_checksums_and_counts(mnist):
     assert mnist.x_train.shape == (60000, 28, 28) and mnist.x_train.dtype == np.uint8
     assert mnist.x_test.shape == (10000, 28, 28)
-    assert np.bincount(mnist.y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028,
-                                                  974, 1009]
+    test_counts = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]  # data README
+    assert np.bincount(mnist.y_test).tolist() == test_counts
     assert sorted(mnist.checksums.values()) == sorted(CANONICAL_MD5.values())
 
 
@@ -85,8 +93,11 @@ def test_wrong_image_size_is_refused():
         parse_idx(raw, "images", images=True)
 
 
-@pytest.mark.parametrize("names, gz", [(LECUN, True), (LECUN, False), (KAGGLE, False)],
-                         ids=["lecun-gz", "lecun-raw", "kaggle-raw"])
+@pytest.mark.parametrize(
+    "names, gz",
+    [(LECUN, True), (LECUN, False), (KAGGLE, False)],
+    ids=["lecun-gz", "lecun-raw", "kaggle-raw"],
+)
 def test_small_folder_loads_only_with_allow_custom(mnist, tmp_path, names, gz):
     write_small_idx(tmp_path, mnist, names=names, gz=gz)
     with pytest.raises(DataError, match="is not the canonical MNIST") as caught:
@@ -113,14 +124,16 @@ def test_corrupt_gzip_names_the_file(mnist, tmp_path):
 
 def test_full_npz_is_checked_like_idx(mnist, tmp_path):
     path = tmp_path / "mnist.npz"
-    np.savez(path, x_train=mnist.x_train, y_train=mnist.y_train, x_test=mnist.x_test,
-             y_test=mnist.y_test)
+    np.savez(
+        path, x_train=mnist.x_train, y_train=mnist.y_train, x_test=mnist.x_test, y_test=mnist.y_test
+    )
     data = load_mnist(tmp_path)  # a folder holding only mnist.npz
     assert data.checksums == mnist.checksums
     tampered = mnist.x_test.copy()
     tampered[0, 0, 0] ^= 1
-    np.savez(path, x_train=mnist.x_train, y_train=mnist.y_train, x_test=tampered,
-             y_test=mnist.y_test)
+    np.savez(
+        path, x_train=mnist.x_train, y_train=mnist.y_train, x_test=tampered, y_test=mnist.y_test
+    )
     with pytest.raises(DataError, match="mnist.npz:x_test: MD5"):
         load_npz(path)
 
@@ -146,12 +159,16 @@ def test_missing_or_empty_folder_says_how_to_fix(tmp_path):
             load_mnist(folder)
 
 
-def test_keras_cache_is_used_when_no_folder_is_given(mnist, mnist_data_dir, tmp_path,
-                                                     monkeypatch):
+def test_keras_cache_is_used_when_no_folder_is_given(mnist, mnist_data_dir, tmp_path, monkeypatch):
     cache = tmp_path / "datasets"
     cache.mkdir()
-    np.savez(cache / "mnist.npz", x_train=mnist.x_train, y_train=mnist.y_train,
-             x_test=mnist.x_test, y_test=mnist.y_test)
+    np.savez(
+        cache / "mnist.npz",
+        x_train=mnist.x_train,
+        y_train=mnist.y_train,
+        x_test=mnist.x_test,
+        y_test=mnist.y_test,
+    )
     monkeypatch.delenv("MNIST_DATA_DIR", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     data = load_mnist()
