@@ -42,3 +42,27 @@ def test_same_seed_gives_same_weights_other_seed_does_not(mnist, tmp_path):
     for w1, w2 in zip(first, again, strict=True):
         np.testing.assert_array_equal(w1, w2)
     assert not np.array_equal(first[0], other[0])
+
+
+def test_index_chunks_cover_every_image_once_per_epoch_in_fresh_orders():
+    from trainer.chunked_fit import index_chunks
+
+    n, batch, chunk = 1000, 32, 7  # 31 full batches + one of 8; 5 chunks, the last padded
+    dataset = index_chunks(n, batch, chunk, seed=0)
+    epochs = [np.stack([c.numpy() for c in dataset]) for _ in range(2)]
+    for chunks in epochs:
+        assert chunks.shape == (5, chunk, batch)  # one shape: one XLA program
+        real = chunks[chunks >= 0]
+        assert sorted(real.tolist()) == list(range(n))
+        rows = chunks.reshape(-1, batch)
+        real_rows = rows[rows[:, 0] >= 0]
+        assert len(real_rows) == 32  # ceil(1000 / 32) optimizer steps
+        assert [int((r >= 0).sum()) for r in real_rows].count(8) == 1  # the short last batch
+        assert (rows[rows[:, 0] < 0] == -1).all()  # padding rows are padding throughout
+    assert not np.array_equal(epochs[0], epochs[1])
+
+
+def test_chunked_fit_takes_the_plain_recipes_number_of_adam_steps(small_keras_model):
+    metrics = json.loads((small_keras_model.parent / "mnist_dense.train.json").read_text())
+    steps_per_epoch = -(-metrics["train_size"] // metrics["batch_size"])
+    assert metrics["optimizer_steps"] == metrics["epochs"] * steps_per_epoch
