@@ -1,0 +1,259 @@
+"""Camera-like frames made from MNIST test digits, for tests and benchmarks (seeded, no files).
+
+A real photo of a digit on paper differs from MNIST in every way that matters to a classifier:
+dark ink on light paper, uneven light and shadows, sensor noise, focus blur, JPEG artefacts,
+any size and position, ruled lines and the edge of the page. `camera_frame` puts one or more
+MNIST digits (white on black, 28x28 uint8) into such a frame; everything random comes from the
+`rng` passed in, so a seed gives the same frames every time.
+
+    rng = np.random.default_rng(0)
+    frame = camera_frame([mnist.x_test[0]], rng)               # one digit, BGR uint8 480x640
+    frame, boxes = camera_frame_with_boxes(list(mnist.x_test[:4]), rng)   # a 4-digit number
+    write_video(tmp_path / "digits.mp4", [frame] * 10)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# Paper and ink colours are BGR. Ink: black, blue ballpoint, dark pencil grey.
+INK_COLOURS = ((25, 25, 30), (110, 40, 20), (70, 70, 75))
+BOARD_COLOURS = ((40, 50, 35), (30, 30, 30), (55, 70, 45))  # blackboard black/green
+CHALK_COLOURS = ((235, 235, 235), (210, 230, 240))
+
+
+def ink_crop(digit: np.ndarray) -> np.ndarray:
+    """The MNIST digit cut to the bounding box of its ink (float32 0..1, 1 = full ink)."""
+    rows = np.flatnonzero(digit.max(axis=1) > 0)
+    cols = np.flatnonzero(digit.max(axis=0) > 0)
+    if rows.size == 0:
+        return np.zeros((1, 1), np.float32)
+    crop = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return crop.astype(np.float32) / 255.0
+
+
+def scaled_ink(digit: np.ndarray, height: int, stroke: float = 0.0) -> np.ndarray:
+    """The digit's ink scaled so that its ink is `height` pixels tall, keeping the aspect ratio.
+
+    `stroke` changes the pen: > 0 thickens the strokes (a marker), < 0 thins them (a fine pen),
+    in units of an MNIST pixel (a typical MNIST stroke is ~2-3 pixels wide).
+    """
+    crop = ink_crop(digit)
+    scale = height / crop.shape[0]
+    width = max(1, round(crop.shape[1] * scale))
+    # Pad before resizing so thickening has room and the interpolation does not clip edges.
+    pad = 3
+    padded = cv2.copyMakeBorder(crop, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    big_h = max(1, round(padded.shape[0] * scale))
+    big_w = max(1, round(padded.shape[1] * scale))
+    ink = cv2.resize(padded, (big_w, big_h), interpolation=cv2.INTER_CUBIC)
+    if stroke:
+        radius = max(1, round(abs(stroke) * scale / 2))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        ink = cv2.dilate(ink, kernel) if stroke > 0 else cv2.erode(ink, kernel)
+    ink = np.clip(ink, 0.0, 1.0)
+    # Trim back to the ink so `height` is the visible height; keep `width` for layout.
+    rows = np.flatnonzero(ink.max(axis=1) > 0.05)
+    cols = np.flatnonzero(ink.max(axis=0) > 0.05)
+    if rows.size == 0:
+        return np.zeros((height, width), np.float32)
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def _layout_row(
+    inks: list[np.ndarray], rng: np.random.Generator, gap: float
+) -> list[tuple[int, int]]:
+    """Offsets (x, y) of each ink patch in a row: side by side, jittered baselines."""
+    height = max(ink.shape[0] for ink in inks)
+    x, offsets = 0, []
+    for ink in inks:
+        # Digits sit on a common baseline with a little wobble (handwriting is not typeset).
+        y = height - ink.shape[0] + round(rng.uniform(-0.06, 0.06) * height)
+        offsets.append((x, y))
+        x += ink.shape[1] + round(gap * height * rng.uniform(0.6, 1.4))
+    return offsets
+
+
+def _lighting(rng: np.random.Generator, h: int, w: int, shadow: bool) -> np.ndarray:
+    """A multiplicative light field: a linear gradient, vignetting and maybe a soft shadow."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    xs, ys = xs / w - 0.5, ys / h - 0.5
+    angle = rng.uniform(0, 2 * np.pi)
+    light = 1.0 + rng.uniform(0.05, 0.3) * (np.cos(angle) * xs + np.sin(angle) * ys)
+    light *= 1.0 - rng.uniform(0.0, 0.5) * (xs**2 + ys**2)
+    if shadow:
+        # A soft-edged half-plane darker by 20-45 %: the shadow of a hand or a phone.
+        a = rng.uniform(0, 2 * np.pi)
+        side = np.cos(a) * xs + np.sin(a) * ys - rng.uniform(-0.3, 0.3)
+        soft = rng.uniform(0.01, 0.08)
+        mask = 1.0 / (1.0 + np.exp(-side / soft))
+        light *= 1.0 - rng.uniform(0.2, 0.45) * mask
+    return light
+
+
+def camera_frame_with_boxes(
+    digits: list[np.ndarray] | list[list[np.ndarray]],
+    rng: np.random.Generator,
+    size: tuple[int, int] = (480, 640),
+    height_frac: float | tuple[float, float] | None = None,
+    board: bool = False,
+    ruled: bool = False,
+    page_edge: bool = False,
+    specks: int = 0,
+    stroke: float = 0.0,
+    gap: float | None = None,
+    jpeg_quality: int | None = None,
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """A BGR uint8 frame of `size` (h, w) with the digits written in it, and each digit's box.
+
+    `digits`: MNIST images (uint8 28x28, white on black) written side by side as one number,
+    or a list of rows (lists of images) written as lines from top to bottom.
+    `height_frac`: the digit height as a fraction of the frame height (a number or a range);
+    default 15-90 % for one digit, smaller for more digits so that they fit.
+    `board`: light chalk digits on a dark board instead of ink on paper.
+    `ruled`/`page_edge`/`specks`: distractors - ruled lines, a darker desk beyond the edge of
+    the paper, and that many small dots of dirt.
+    Boxes are (x, y, w, h) in frame pixels, in reading order.
+    """
+    rows = digits if digits and isinstance(digits[0], list) else [digits]
+    h, w = size
+    longest = max(len(r) for r in rows)
+    gap = rng.uniform(0.15, 0.45) if gap is None else gap
+    if height_frac is None:
+        if longest == 1 and len(rows) == 1:
+            height_frac = (0.15, 0.9)
+        else:
+            # Fit the longest row in ~90 % of the width (digits are ~0.7 as wide as tall).
+            fit = 0.9 * w / (longest * (0.75 + gap * 1.4)) / h
+            height_frac = (min(0.15, fit), min(0.9 / len(rows) - 0.05, fit))
+    if not isinstance(height_frac, tuple):
+        height_frac = (height_frac, height_frac)
+    digit_h = max(8, round(rng.uniform(*height_frac) * h))
+
+    # Render each row's ink into patches and lay the rows out in a block.
+    blocks = []
+    for row in rows:
+        inks = [scaled_ink(d, max(6, round(digit_h * rng.uniform(0.9, 1.1))), stroke) for d in row]
+        offsets = _layout_row(inks, rng, gap)
+        row_w = max(x + ink.shape[1] for (x, _), ink in zip(offsets, inks, strict=True))
+        row_h = max(y + ink.shape[0] for (_, y), ink in zip(offsets, inks, strict=True))
+        row_top = min(y for _, y in offsets)
+        blocks.append((inks, offsets, row_w, row_h - row_top, row_top))
+    line_gap = round(digit_h * rng.uniform(0.3, 0.6))
+    block_w = max(b[2] for b in blocks)
+    block_h = sum(b[3] for b in blocks) + line_gap * (len(blocks) - 1)
+    # Keep clear of the frame border (and of the desk beyond a page edge, at most 8 %).
+    mx = max(4, min(round(0.09 * w), (w - block_w) // 2)) if page_edge else 4
+    my = max(4, min(round(0.09 * h), (h - block_h) // 2)) if page_edge else 4
+    x0 = round(rng.uniform(mx, max(mx, w - block_w - mx)))
+    y0 = round(rng.uniform(my, max(my, h - block_h - my)))
+
+    ink_alpha = np.zeros((h, w), np.float32)
+    boxes = []
+    top = y0
+    for inks, offsets, _, row_h, row_top in blocks:
+        for ink, (dx, dy) in zip(inks, offsets, strict=True):
+            x, y = x0 + dx, top + dy - row_top
+            ih, iw = ink.shape
+            # Clip to the frame (a digit may not fit when the caller asks for big ones).
+            ya, yb, xa, xb = max(y, 0), min(y + ih, h), max(x, 0), min(x + iw, w)
+            if ya >= yb or xa >= xb:
+                continue
+            patch = ink[ya - y : yb - y, xa - x : xb - x]
+            np.maximum(ink_alpha[ya:yb, xa:xb], patch, out=ink_alpha[ya:yb, xa:xb])
+            boxes.append((xa, ya, xb - xa, yb - ya))
+        top += row_h + line_gap
+
+    if board:
+        paper = np.array(BOARD_COLOURS[rng.integers(len(BOARD_COLOURS))], np.float32)
+        ink_colour = np.array(CHALK_COLOURS[rng.integers(len(CHALK_COLOURS))], np.float32)
+        strength = rng.uniform(0.7, 0.9)
+    else:
+        tint = rng.uniform(-12, 12, size=3)
+        paper = np.clip(rng.uniform(200, 245) + tint, 0, 255).astype(np.float32)
+        ink_colour = np.array(INK_COLOURS[rng.integers(len(INK_COLOURS))], np.float32)
+        ink_colour += rng.uniform(-15, 15)
+        strength = rng.uniform(0.75, 0.97)
+    image = np.empty((h, w, 3), np.float32)
+    image[:] = paper
+
+    if ruled and not board:
+        # Light blue lines every ~1/3-1/2 digit height... or a full-width notebook spacing.
+        spacing = max(12, round(rng.uniform(0.35, 0.8) * digit_h))
+        start = round(rng.uniform(0, spacing))
+        line_colour = np.array((200, 170, 140), np.float32)
+        thickness = int(rng.integers(1, 3))
+        for y in range(start, h, spacing):
+            image[y : y + thickness] = image[y : y + thickness] * 0.3 + line_colour * 0.7
+    if page_edge:
+        # The page ends somewhere near one side; beyond it a darker desk.
+        desk = np.array(rng.uniform(40, 110, size=3), np.float32)
+        side = int(rng.integers(4))
+        cut = round(rng.uniform(0.02, 0.08) * (w if side < 2 else h))
+        region = {0: np.s_[:, :cut], 1: np.s_[:, w - cut :], 2: np.s_[:cut], 3: np.s_[h - cut :]}
+        image[region[side]] = desk
+        ink_alpha[region[side]] = 0.0
+    for _ in range(specks):
+        cx, cy = int(rng.integers(w)), int(rng.integers(h))
+        radius = int(rng.integers(1, 3))
+        cv2.circle(image, (cx, cy), radius, tuple(float(c) for c in ink_colour), -1)
+
+    alpha = (ink_alpha * strength)[..., None]
+    image = image * (1.0 - alpha) + ink_colour * alpha
+    image *= _lighting(rng, h, w, shadow=rng.random() < 0.5)[..., None]
+
+    sigma = rng.uniform(0.0, 1.2) * max(1.0, digit_h / 150)
+    if sigma > 0.3:
+        image = cv2.GaussianBlur(image, (0, 0), sigma)
+    image += rng.normal(0.0, rng.uniform(1.0, 6.0), size=image.shape).astype(np.float32)
+    frame = np.clip(image, 0, 255).astype(np.uint8)
+    quality = int(rng.integers(40, 92)) if jpeg_quality is None else jpeg_quality
+    ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return cv2.imdecode(encoded, cv2.IMREAD_COLOR), boxes
+
+
+def camera_frame(
+    digits: list[np.ndarray] | list[list[np.ndarray]],
+    rng: np.random.Generator,
+    size: tuple[int, int] = (480, 640),
+    **options,
+) -> np.ndarray:
+    """A BGR uint8 camera-like frame with the digits in it (see camera_frame_with_boxes)."""
+    return camera_frame_with_boxes(digits, rng, size, **options)[0]
+
+
+def sample_numbers(
+    images: np.ndarray,
+    labels: np.ndarray,
+    count: int,
+    rng: np.random.Generator,
+    lengths: tuple[int, int] = (3, 5),
+) -> list[tuple[list[np.ndarray], str]]:
+    """`count` random numbers of `lengths` digits: (list of MNIST images, the expected text)."""
+    numbers = []
+    for _ in range(count):
+        n = int(rng.integers(lengths[0], lengths[1] + 1))
+        idx = rng.integers(len(images), size=n)
+        numbers.append(([images[i] for i in idx], "".join(str(int(labels[i])) for i in idx)))
+    return numbers
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
+    """Write BGR frames (all the same size) to an mp4 file with OpenCV's mp4v codec."""
+    path = Path(path)
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+        raise OSError(f"{path}: OpenCV cannot open a mp4v video writer")
+    try:
+        for frame in frames:
+            if frame.ndim == 2:
+                frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+            writer.write(frame)
+    finally:
+        writer.release()
+    return path
