@@ -107,12 +107,13 @@ class DigitClassifier:
         self.input_shape = tuple(int(d) for d in inp["shape_signature"][1:])
         if self.input_shape not in ((IMAGE_SIZE, IMAGE_SIZE), (IMAGE_SIZE * IMAGE_SIZE,)):
             raise ModelError(
-                f"{self.path}: model input is {list(inp['shape_signature'])}, "
+                f"{self.path}: model input is {inp['shape_signature'].tolist()}, "
                 "expected [batch, 28, 28] or [batch, 784]"
             )
         if int(out["shape_signature"][-1]) != NUM_CLASSES:
             raise ModelError(
-                f"{self.path}: model output is {list(out['shape_signature'])}, expected 10 classes"
+                f"{self.path}: model output is {out['shape_signature'].tolist()}, "
+                "expected 10 classes"
             )
         self.input_dtype, self.output_dtype = np.dtype(inp["dtype"]), np.dtype(out["dtype"])
         self.input_quantization = (float(inp["quantization"][0]), int(inp["quantization"][1]))
@@ -178,7 +179,7 @@ class DigitClassifier:
         images = np.asarray(images, dtype=np.float32)
         if images.shape[-2:] == (IMAGE_SIZE, IMAGE_SIZE) and images.ndim == 2:
             images = images[None]
-        if images.ndim < 2 or images[0].size != IMAGE_SIZE * IMAGE_SIZE:
+        if images.ndim < 2 or np.prod(images.shape[1:]) != IMAGE_SIZE * IMAGE_SIZE:
             raise ValueError(f"expected images [N, 28, 28], got shape {images.shape}")
         if len(images) == 0:
             return np.zeros((0, NUM_CLASSES), dtype=np.float32)
