@@ -1,13 +1,190 @@
+"""`mnist-edge export` and `mnist-edge all`. TensorFlow is imported inside the commands only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
 import click
+
+from export.variants import INT8_IO_CHOICES, MIN_CALIBRATION_SAMPLES, VARIANTS
+from trainer.cli import allow_custom_option, data_dir_option, load_data_or_exit, writable_folder
+
+DEFAULT_VARIANTS = ",".join(VARIANTS)
+
+out_option = click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("models"),
+    show_default=True,
+    help="Folder for the .tflite files, their model cards and the report.",
+)
+max_drop_option = click.option(
+    "--max-drop",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="PP",
+    help="After writing everything, exit with status 1 if int8 accuracy is more than PP "
+    "percentage points below float32 (a CI gate).",
+)
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+
+
+def parse_variants(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or not names:
+        raise click.ClickException(
+            f"--variants {text!r}: unknown variant {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(VARIANTS)}"
+        )
+    return list(dict.fromkeys(names))  # keep the order, drop repeats
+
+
+def check_model_file(path: Path) -> None:
+    if not path.exists():
+        raise click.ClickException(
+            f"{path}: model file not found (train one with `mnist-edge train`)"
+        )
+    if not path.is_file():
+        raise click.ClickException(f"{path}: is not a file (a .keras model file expected)")
 
 
 @click.command()
-def export() -> None:
-    """(in progress)"""
-    raise click.ClickException("not written yet")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    default=Path("models/mnist_dense.keras"),
+    show_default=True,
+    help="The trained Keras model.",
+)
+@out_option
+@click.option(
+    "--variants",
+    default=DEFAULT_VARIANTS,
+    show_default=True,
+    help="Comma-separated TFLite variants to write.",
+)
+@click.option(
+    "--calibration-samples",
+    type=int,
+    default=500,
+    show_default=True,
+    help="Training images (stratified over the digits) that calibrate int8.",
+)
+@click.option(
+    "--int8-io",
+    type=click.Choice(INT8_IO_CHOICES),
+    default="int8",
+    show_default=True,
+    help="The int8 file's input/output tensor type (float32: quantize inside the model).",
+)
+@max_drop_option
+@data_dir_option
+@allow_custom_option
+@quiet_option
+def export(
+    model_path: Path,
+    out: Path,
+    variants: str,
+    calibration_samples: int,
+    int8_io: str,
+    max_drop: float | None,
+    data_dir: Path | None,
+    allow_custom_data: bool,
+    quiet: bool,
+) -> None:
+    """Convert the Keras model to TFLite variants, check and evaluate them, write a report.
+
+    Writes mnist_<variant>.tflite with a model card mnist_<variant>.json for each variant, and
+    report.json, report.md and report.html, into --out.
+    """
+    run_export_command(
+        model_path,
+        out,
+        variants,
+        calibration_samples,
+        int8_io,
+        max_drop,
+        data_dir,
+        allow_custom_data,
+        quiet,
+    )
+
+
+def run_export_command(
+    model_path: Path,
+    out: Path,
+    variants: str = DEFAULT_VARIANTS,
+    calibration_samples: int = 500,
+    int8_io: str = "int8",
+    max_drop: float | None = None,
+    data_dir: Path | None = None,
+    allow_custom_data: bool = False,
+    quiet: bool = False,
+) -> dict:
+    """The `export` command's body (`all` calls it too): check inputs cheaply, then run."""
+    names = parse_variants(variants)
+    if "int8" in names and calibration_samples < MIN_CALIBRATION_SAMPLES:
+        raise click.ClickException(
+            f"--calibration-samples {calibration_samples}: too few, int8 calibration needs at "
+            f"least {MIN_CALIBRATION_SAMPLES} (10 per digit)"
+        )
+    if max_drop is not None and not {"float32", "int8"} <= set(names):
+        raise click.ClickException("--max-drop compares int8 with float32: export both variants")
+    check_model_file(model_path)
+    writable_folder(out)
+    data = load_data_or_exit(data_dir, allow_custom_data)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out
+    from export.pipeline import ExportOptions, run_export
+    from export.report import terminal_table
+    from export.variants import ExportError
+
+    options = ExportOptions(model_path, out, names, calibration_samples, int8_io, max_drop, quiet)
+    try:
+        report = run_export(options, data)
+    except ExportError as error:
+        raise click.ClickException(str(error)) from None
+
+    click.echo("\n" + terminal_table(report))
+    click.echo(
+        f"\nwrote {len(names)} .tflite files with model cards and report.json/.md/.html "
+        f"into {out} in {report['export_seconds']:.1f} s"
+    )
+    drop = report["int8_drop_pp"]
+    if max_drop is not None and drop > max_drop:
+        raise click.ClickException(
+            f"int8 accuracy is {drop:.2f} percentage points below float32, more than "
+            f"--max-drop {max_drop:g} (every file and the report were written)"
+        )
+    return report
 
 
 @click.command(name="all")
-def run_all() -> None:
-    """(in progress)"""
-    raise click.ClickException("not written yet")
+@data_dir_option
+@allow_custom_option
+@out_option
+@max_drop_option
+@quiet_option
+def run_all(
+    data_dir: Path | None,
+    allow_custom_data: bool,
+    out: Path,
+    max_drop: float | None,
+    quiet: bool,
+) -> None:
+    """The main job: train -> export -> report, with the default settings, into --out."""
+    from trainer.cli import run_train
+    from trainer.train import MODEL_FILENAME
+
+    run_train(data_dir, allow_custom_data, out, quiet=quiet)
+    run_export_command(
+        out / MODEL_FILENAME,
+        out,
+        max_drop=max_drop,
+        data_dir=data_dir,
+        allow_custom_data=allow_custom_data,
+        quiet=quiet,
+    )

@@ -1,0 +1,272 @@
+"""The export stage from a .keras file to checked TFLite files, model cards and the report.
+
+Nothing appears in the output folder until every file is converted, checked, loaded back and
+evaluated: the files are built in a hidden staging folder beside the outputs, then renamed into
+place one by one (a rename within a folder is atomic), so a failed or interrupted export leaves
+the previous files untouched and no half-written one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+import numpy as np
+
+from export import report as report_files
+from export.evaluate import EVAL_CHUNK, LATENCY_RUNS, evaluate, keras_predict_fn, metrics
+from export.tflite_graph import integer_only_problems, minimal_graph_problems, read_graph
+from export.variants import (
+    VARIANTS,
+    ExportError,
+    ExportSettings,
+    load_keras_model,
+    stratified_calibration_set,
+)
+from trainer.data import Mnist, scale_pixels
+
+CARD_VERSION = 1
+CALIBRATION_SEED = 0
+SMOKE_BATCH = 7  # an odd batch size, to be sure the batch dimension really is dynamic
+PREPROCESSING = {
+    "size": [28, 28],
+    "polarity": "white digit on black",
+    "value_range": [0.0, 1.0],
+    "layout": "digit fitted in a 20x20 box, centre of mass at the centre of 28x28",
+}
+LABELS = [str(d) for d in range(10)]
+
+
+@dataclass
+class ExportOptions:
+    model_path: Path
+    out: Path
+    variants: list[str]
+    calibration_samples: int = 500
+    int8_io: str = "int8"
+    max_drop: float | None = None
+    quiet: bool = False
+
+
+def tflite_filename(variant: str) -> str:
+    return f"mnist_{variant}.tflite"
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def convert_and_check(model, variant: str, settings: ExportSettings, path: Path) -> None:
+    """Convert one variant into `path`, check its graph from the file and run it."""
+    from runtime.classifier import DigitClassifier, ModelError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the converter's deprecation chatter
+            content = VARIANTS[variant].convert(model, settings)
+    except ExportError:
+        raise
+    except Exception as error:  # the converter raises many types; say which variant failed
+        first = (str(error).strip().splitlines() or [""])[0][:160]
+        reason = f"{type(error).__name__}: {first}"
+        raise ExportError(f"{variant}: conversion failed ({reason})") from None
+    path.write_bytes(content)
+
+    graph = read_graph(path)
+    problems = minimal_graph_problems(graph)
+    if variant == "int8":
+        problems += integer_only_problems(graph, settings.int8_io)
+    if problems:
+        raise ExportError(f"{variant}: the converted file {'; '.join(problems)}")
+    try:
+        classifier = DigitClassifier(path)
+        for batch in (1, SMOKE_BATCH):
+            probabilities = classifier.predict(np.zeros((batch, 28, 28), np.float32))
+            if probabilities.shape != (batch, 10) or not np.isfinite(probabilities).all():
+                raise ExportError(f"{variant}: batch {batch} gave {probabilities.shape} output")
+    except ModelError as error:
+        raise ExportError(f"{variant}: the converted file does not load ({error})") from None
+
+
+def model_card(variant: str, path: Path, classifier, accuracy: float, source: str) -> dict:
+    """What the runtime needs to know about a file, beside the file."""
+    in_scale, in_zero = classifier.input_quantization
+    out_scale, out_zero = classifier.output_quantization
+    return {
+        "card_version": CARD_VERSION,
+        "variant": variant,
+        "file": path.name,
+        "sha256": sha256_of(path),
+        "size_bytes": path.stat().st_size,
+        "input": {
+            "name": "pixels",
+            "shape": [-1, *classifier.input_shape],
+            "dtype": classifier.input_dtype.name,
+            "scale": in_scale,
+            "zero_point": in_zero,
+        },
+        "output": {
+            "shape": [-1, 10],
+            "dtype": classifier.output_dtype.name,
+            "scale": out_scale,
+            "zero_point": out_zero,
+        },
+        "preprocessing": PREPROCESSING,
+        "labels": LABELS,
+        "test_accuracy": accuracy,
+        "source_model": source,
+    }
+
+
+def tool_versions(backend: str) -> dict[str, str]:
+    import keras
+    import matplotlib
+    import tensorflow as tf
+
+    def version(package: str) -> str:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "matplotlib": matplotlib.__version__,
+        "ai_edge_litert": version("ai-edge-litert"),
+        "interpreter": backend,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+    }
+
+
+def run_export(options: ExportOptions, data: Mnist) -> dict:
+    """Convert, check, evaluate and report; returns the report (also written to `out`)."""
+    from runtime.classifier import DigitClassifier
+
+    started = time.perf_counter()
+    say = (lambda *_: None) if options.quiet else click.echo
+    model = load_keras_model(options.model_path)
+    settings = ExportSettings(int8_io=options.int8_io, show_progress=not options.quiet)
+    if any(VARIANTS[v].needs_calibration for v in options.variants):
+        settings.calibration_images = stratified_calibration_set(
+            data.x_train, data.y_train, options.calibration_samples, CALIBRATION_SEED
+        )
+
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=options.out))
+    try:
+        for variant in options.variants:
+            convert_and_check(model, variant, settings, staging / tflite_filename(variant))
+            say(f"{variant}: converted and checked ({VARIANTS[variant].description})")
+
+        x_test, y_test = scale_pixels(data.x_test), data.y_test
+        show = not options.quiet
+        keras_result = evaluate("keras", keras_predict_fn(model), x_test, show)
+        results, classifiers = {"keras": keras_result}, {}
+        for variant in options.variants:
+            classifiers[variant] = DigitClassifier(staging / tflite_filename(variant))
+            results[variant] = evaluate(variant, classifiers[variant].predict, x_test, show)
+
+        rows = [
+            {
+                "name": "keras",
+                "path": str(options.model_path),
+                "size_bytes": options.model_path.stat().st_size,
+                "sha256": sha256_of(options.model_path),
+                **metrics(keras_result, y_test, keras_result),
+            }
+        ]
+        for variant in options.variants:
+            staged = staging / tflite_filename(variant)
+            row = metrics(results[variant], y_test, keras_result)
+            card = model_card(
+                variant, staged, classifiers[variant], row["accuracy"], options.model_path.name
+            )
+            staged.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+            rows.append(
+                {
+                    "name": variant,
+                    "path": str(options.out / staged.name),
+                    "size_bytes": card["size_bytes"],
+                    "sha256": card["sha256"],
+                    "input_dtype": card["input"]["dtype"],
+                    "output_dtype": card["output"]["dtype"],
+                    "ops": read_graph(staged).op_names,
+                    **row,
+                }
+            )
+        compare_with_float32(rows, results)
+
+        # Every file is complete and checked: move them into place.
+        for variant in options.variants:
+            for suffix in (".tflite", ".json"):
+                name = Path(tflite_filename(variant)).with_suffix(suffix).name
+                os.replace(staging / name, options.out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    # The page compares float32 with int8; with fewer variants, the nearest pair there is.
+    a = "float32" if "float32" in results else "keras"
+    b = "int8" if "int8" in results else list(results)[-1]
+    disagreements = np.flatnonzero(results[a].predictions != results[b].predictions)
+    both = "float32" in results and "int8" in results
+    report = {
+        "report_version": 1,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source_model": str(options.model_path),
+        "models": rows,
+        "int8_drop_pp": report_files.int8_drop_pp(rows),
+        "int8_disagreements_with_float32": len(disagreements) if both else None,
+        "compared": [a, b],
+        "disagreements": [int(i) for i in disagreements],  # test indices where a and b differ
+        "settings": {
+            "variants": options.variants,
+            "calibration_samples": options.calibration_samples,
+            "calibration_seed": CALIBRATION_SEED,
+            "calibration_source": "training set, stratified over the ten digits",
+            "int8_io": options.int8_io,
+            "max_drop_pp": options.max_drop,
+            "eval_chunk": EVAL_CHUNK,
+            "latency_runs": LATENCY_RUNS,
+        },
+        "data": {
+            "source": data.source,
+            "md5": data.checksums,
+            "test_size": len(data.y_test),
+            "train_size": len(data.y_train),
+        },
+        "versions": tool_versions(next(iter(classifiers.values())).backend if classifiers else "-"),
+    }
+    probabilities = {name: r.probabilities for name, r in results.items()}
+    figures = report_files.figures(report, data.x_test, data.y_test, probabilities)
+    report["export_seconds"] = round(time.perf_counter() - started, 2)
+    report_files.write_json(report, options.out / "report.json")
+    report_files.write_markdown(report, options.out / "report.md")
+    report_files.write_html(report, figures, options.out / "report.html")
+    return report
+
+
+def compare_with_float32(rows: list[dict], results: dict) -> None:
+    """Add size, accuracy drop and agreement relative to the float32 file to every row."""
+    base = next((r for r in rows if r["name"] == "float32"), None)
+    if base is None:
+        return
+    base_predictions = results["float32"].predictions
+    for row in rows:
+        row["size_vs_float32"] = round(row["size_bytes"] / base["size_bytes"], 4)
+        row["drop_vs_float32_pp"] = round((base["accuracy"] - row["accuracy"]) * 100, 4)
+        row["agreement_with_float32"] = float(
+            np.mean(results[row["name"]].predictions == base_predictions)
+        )
