@@ -1,0 +1,234 @@
+"""Frame sources for `mnist-edge live`: a camera, a stream URL, a video file or Picamera2.
+
+Two kinds of source, two different promises:
+- a live camera or stream is read in a background thread that keeps only the newest frame, so
+  a slow loop skips frames instead of falling behind (no lag building up);
+- a video file is read frame by frame, every frame, in order. A background thread decodes
+  ahead into a small bounded queue (it waits when the queue is full, it never drops), so
+  decoding the next frame overlaps with recognizing this one.
+
+Every source has `read() -> frame | None` (None: the stream ended normally) and `close()`; a
+camera that cannot be opened or goes away raises CameraError with a one-line message.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+CAMERA_SIZE = (640, 480)  # asked of cameras; enough for digits on paper, cheap on a Pi
+OPEN_TIMEOUT_MS = 10_000  # a stream URL that does not answer
+FIRST_FRAME_TIMEOUT_S = 10.0  # cameras take a moment to start
+FRAME_TIMEOUT_S = 5.0  # no new frame for this long: the camera went away
+READ_AHEAD_FRAMES = 4  # decoded video frames waiting for the loop
+
+
+class CameraError(Exception):
+    """A source that cannot be opened or stopped delivering frames; one line, names it."""
+
+
+class FrameSource:
+    """Common interface: `name`, `fps` (0 if unknown), `live`, `read()`, `close()`."""
+
+    name: str = "?"
+    fps: float = 0.0
+    live: bool = False
+
+    def read(self) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def open_source(spec: str) -> FrameSource:
+    """'0' (camera index), 'picamera2', a URL (rtsp://, http://...) or a video file path."""
+    spec = spec.strip()
+    if spec.isdigit():
+        return LatestFrameSource(int(spec), f"camera {spec}")
+    if spec.lower() == "picamera2":
+        return Picamera2Source()
+    if "://" in spec:
+        return LatestFrameSource(spec, spec)
+    return VideoFileSource(spec)
+
+
+def _fps_of(capture: cv2.VideoCapture) -> float:
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    return float(fps) if np.isfinite(fps) and 0 < fps < 1000 else 0.0
+
+
+class VideoFileSource(FrameSource):
+    """Every frame of a video file, in order, decoded one step ahead in a thread."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.name = str(path)
+        if not Path(path).exists():
+            raise CameraError(f"{path}: no such file (and not a camera index, URL or picamera2)")
+        if Path(path).is_dir():
+            raise CameraError(f"{path}: is a folder, not a video file")
+        capture = cv2.VideoCapture(str(path))
+        if not capture.isOpened():
+            capture.release()
+            raise CameraError(f"{path}: cannot open as a video (not a video or unknown codec)")
+        ok, first = capture.read()
+        if not ok or first is None:
+            capture.release()
+            raise CameraError(f"{path}: no frame could be decoded (empty or damaged video)")
+        self.fps = _fps_of(capture)
+        self.frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # an estimate
+        self._frames: queue.Queue = queue.Queue(maxsize=READ_AHEAD_FRAMES)
+        self._frames.put(first)
+        self._stop = threading.Event()
+        self._finished = False
+        self._thread = threading.Thread(target=self._decode, args=(capture,), daemon=True)
+        self._thread.start()
+
+    def _decode(self, capture: cv2.VideoCapture) -> None:
+        try:
+            while not self._stop.is_set():
+                ok, frame = capture.read()
+                if not ok or not self._put(frame):
+                    break
+        finally:
+            capture.release()
+            self._put(None)  # the end of the video (or a crash here) reaches the reader
+
+    def _put(self, item: np.ndarray | None) -> bool:
+        """Wait for room in the queue (never drop a frame); False when asked to stop."""
+        while not self._stop.is_set():
+            try:
+                self._frames.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read(self) -> np.ndarray | None:
+        if self._finished:
+            return None
+        frame = self._frames.get()
+        if frame is None:
+            self._finished = True
+        return frame
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+
+class LatestFrameSource(FrameSource):
+    """A camera or stream read continuously in a thread; `read()` returns the newest frame."""
+
+    live = True
+
+    def __init__(self, device: int | str, name: str) -> None:
+        self.name = name
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS]
+        params += [cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(FRAME_TIMEOUT_S * 1000)]
+        capture = cv2.VideoCapture(device, cv2.CAP_ANY, params)
+        if not capture.isOpened():
+            capture.release()
+            what = "no such camera or no permission" if isinstance(device, int) else "no answer"
+            raise CameraError(f"{name}: cannot open ({what})")
+        if isinstance(device, int):
+            capture.set(cv2.CAP_PROP_FRAME_WIDTH, CAMERA_SIZE[0])
+            capture.set(cv2.CAP_PROP_FRAME_HEIGHT, CAMERA_SIZE[1])
+            capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # do not let the driver queue old frames
+        self.fps = _fps_of(capture)
+        self._capture = capture
+        self._newest: np.ndarray | None = None
+        self._number = 0  # frames received so far; read() returns each number at most once
+        self._returned = 0
+        self._failed = False
+        self._stop = threading.Event()
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._grab, daemon=True)
+        self._thread.start()
+
+    def _grab(self) -> None:
+        while not self._stop.is_set():
+            ok, frame = self._capture.read()
+            with self._changed:
+                if ok and frame is not None:
+                    self._newest, self._number = frame, self._number + 1
+                else:
+                    self._failed = True
+                self._changed.notify_all()
+            if not ok:
+                return
+
+    def read(self) -> np.ndarray | None:
+        timeout = FIRST_FRAME_TIMEOUT_S if self._returned == 0 else FRAME_TIMEOUT_S
+        with self._changed:
+            fresh = self._changed.wait_for(
+                lambda: self._number > self._returned or self._failed, timeout=timeout
+            )
+            if self._number > self._returned:
+                self._returned = self._number
+                return self._newest
+        if not fresh:
+            raise CameraError(f"{self.name}: no frame for {timeout:.0f} s (camera gone?)")
+        if self._returned == 0:
+            raise CameraError(f"{self.name}: opened, but it delivers no frames")
+        raise CameraError(f"{self.name}: stopped delivering frames (disconnected?)")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=FRAME_TIMEOUT_S + 1)
+        self._capture.release()
+
+
+class Picamera2Source(FrameSource):
+    """The Raspberry Pi CSI camera through libcamera's Picamera2 (not a V4L2 device there)."""
+
+    live = True
+    name = "picamera2"
+
+    def __init__(self) -> None:
+        try:
+            from picamera2 import Picamera2
+        except ImportError:
+            raise CameraError(
+                "picamera2: the Picamera2 library is not installed (Raspberry Pi OS: "
+                "sudo apt install python3-picamera2, and a venv made with --system-site-packages)"
+            ) from None
+        try:
+            self._camera = Picamera2()
+            # "RGB888" is B, G, R byte order in memory: what OpenCV calls BGR.
+            main = {"size": CAMERA_SIZE, "format": "RGB888"}
+            self._camera.configure(self._camera.create_video_configuration(main=main))
+            self._camera.start()
+        except Exception as error:  # libcamera raises many kinds; all mean "no camera"
+            raise CameraError(f"picamera2: cannot open the camera ({_one_line(error)})") from None
+        self.fps = 30.0
+
+    def read(self) -> np.ndarray | None:
+        # capture_array waits for the next completed frame: always a fresh one, no backlog.
+        try:
+            return self._camera.capture_array("main")
+        except Exception as error:
+            raise CameraError(
+                f"picamera2: stopped delivering frames ({_one_line(error)})"
+            ) from None
+
+    def close(self) -> None:
+        try:
+            self._camera.stop()
+            self._camera.close()
+        except Exception:
+            pass  # closing a camera that already went away
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
