@@ -158,8 +158,8 @@ def confusion_figure(a: dict, b: dict) -> str:
         _annotate(ax, matrix, lambda v, m=matrix: "white" if v > m.max() / 3 else "black")
     limit = max(1, int(np.abs(diff).max()))
     axes[2].imshow(diff, cmap="RdBu", vmin=-limit, vmax=limit)
-    axes[2].set_title(f"{b['name']} minus {a['name']}")
-    _annotate(axes[2], diff, lambda v: "black", hide_zero=True)
+    axes[2].set_title(f"{b['name']} minus {a['name']} (blue: more, red: fewer)")
+    _annotate(axes[2], diff, lambda v: "white" if abs(v) > limit / 2 else "black", hide_zero=True)
     for ax in axes:
         ax.set_xlabel("predicted digit")
         ax.set_ylabel("true digit")
@@ -181,7 +181,7 @@ def gallery_figure(images: np.ndarray, captions: list[str], cols: int = 8) -> st
     """Test images (uint8 28x28) in a grid, each with a caption below."""
     plt = _pyplot()
     rows = max(1, -(-len(images) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.55, rows * 1.85), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 2.2), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, caption in zip(axes.flat, images, captions, strict=False):
