@@ -63,8 +63,8 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if width * height > max_pixels:
         raise ImageReadError(
             path,
-            f"{width}x{height} is {width * height:,} pixels, over the limit of {max_pixels:,} "
-            "(raise it with --max-pixels if the image is genuine)",
+            f"{width}x{height} is {width * height:,} pixels, over the pixel limit of "
+            f"{max_pixels:,} (raise it with --max-pixels if the image is genuine)",
         )
     if width == 0 or height == 0:
         raise ImageReadError(path, f"the image has no pixels ({width}x{height})")

@@ -1,0 +1,174 @@
+"""`mnist-edge bench`: how fast the runtime is on this machine, as medians.
+
+Four numbers: one digit at batch 1, batched throughput, one 640x480 frame with 3-5 digits
+through preprocessing plus inference, and the live loop on a video file against decoding that
+file alone. The frames are drawn here with OpenCV's script font (no MNIST needed, so it runs on
+a Raspberry Pi with only the runtime installed); `--frame` and `--video` take your own.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from runtime.camera import VideoFileSource
+from runtime.classifier import DigitClassifier
+from runtime.digits import recognize
+from runtime.live import run_live
+
+FRAME_SIZE = (480, 640)  # (h, w)
+BATCH = 256
+
+
+def synthetic_frame(text: str = "4293", size: tuple[int, int] = FRAME_SIZE, seed: int = 0):
+    """A camera-like BGR frame with `text` handwritten-ish: dark ink on lit, noisy paper."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    ink = np.zeros((h, w), np.uint8)  # putText draws into 8-bit images only
+    digit_h = rng.uniform(0.18, 0.3) * h
+    font = cv2.FONT_HERSHEY_SCRIPT_SIMPLEX
+    scale = cv2.getFontScaleFromHeight(font, int(digit_h))
+    widths = [cv2.getTextSize(c, font, scale, 1)[0][0] for c in text]
+    gaps = rng.uniform(0.2, 0.5, len(text)) * digit_h
+    x = rng.uniform(0.05 * w, max(0.05 * w, w - sum(widths) - sum(gaps) - 0.05 * w))
+    baseline = rng.uniform(digit_h + 0.05 * h, 0.95 * h)
+    for char, width, gap in zip(text, widths, gaps, strict=True):
+        y = baseline + rng.uniform(-0.08, 0.08) * digit_h  # handwriting wobbles
+        thickness = int(rng.integers(max(2, int(digit_h / 25)), max(3, int(digit_h / 12))))
+        cv2.putText(ink, char, (int(x), int(y)), font, scale, 255, thickness, cv2.LINE_AA)
+        x += width + gap
+    shear = np.float32([[1, rng.uniform(-0.25, 0.1), 0], [0, 1, 0]])  # a slant
+    shear[0, 2] = -shear[0, 1] * baseline
+    ink = cv2.warpAffine(ink, shear, (w, h)).astype(np.float32) / 255.0
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    light = 1.0 + 0.2 * (xs / w - 0.5) * rng.choice([-1, 1]) - 0.15 * (ys / h - 0.5) ** 2
+    paper = rng.uniform(200, 235) * light
+    image = paper * (1.0 - 0.85 * ink) + 30.0 * 0.85 * ink
+    image = cv2.GaussianBlur(image, (0, 0), 0.8)
+    image += rng.normal(0.0, 3.0, image.shape).astype(np.float32)
+    frame = cv2.cvtColor(np.clip(image, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+    ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+
+
+def synthetic_video(path: Path, frames: int = 60, seed: int = 0) -> Path:
+    """An mp4 of `frames` synthetic frames, 3-5 digits each, 15 distinct frames cycled.
+
+    No zeros: the script font draws a slashed zero, which nobody writes by hand.
+    """
+    rng = np.random.default_rng(seed)
+    texts = ["".join(rng.choice(list("123456789"), rng.integers(3, 6))) for _ in range(15)]
+    stills = [synthetic_frame(t, seed=seed + i) for i, t in enumerate(texts)]
+    h, w = stills[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
+    for i in range(frames):
+        writer.write(stills[i % len(stills)])
+    writer.release()
+    return path
+
+
+def median_seconds(call: Callable[[], object], repeats: int, warmup: int = 3) -> float:
+    """The median wall time of `call`, each call timed on its own."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def decode_seconds(video: Path) -> tuple[float, int]:
+    """Time to decode every frame of the video, nothing else."""
+    capture = cv2.VideoCapture(str(video))
+    start, frames = time.perf_counter(), 0
+    while capture.read()[0]:
+        frames += 1
+    seconds = time.perf_counter() - start
+    capture.release()
+    return seconds, frames
+
+
+def live_seconds(video: Path, classifier: DigitClassifier) -> tuple[float, int]:
+    """Time of the `mnist-edge live --headless` loop over the same video (opening included)."""
+    start = time.perf_counter()
+    with VideoFileSource(video) as source:
+        stats = run_live(source, classifier)
+    return time.perf_counter() - start, stats.frames
+
+
+def run_benchmarks(
+    classifier: DigitClassifier,
+    frame: np.ndarray,
+    video: Path | None = None,
+    repeats: int = 200,
+    video_repeats: int = 3,
+) -> dict:
+    """All the numbers of `mnist-edge bench`, as one dict (medians)."""
+    rng = np.random.default_rng(0)
+    one = rng.random((1, 28, 28), dtype=np.float32)
+    batch = rng.random((BATCH, 28, 28), dtype=np.float32)
+    digit_s = median_seconds(lambda: classifier.predict(one), repeats * 10)
+    batch_s = median_seconds(lambda: classifier.predict(batch), max(10, repeats // 4))
+    frame_s = median_seconds(lambda: recognize(frame, classifier), repeats)
+    found = recognize(frame, classifier)
+    results = {
+        "model": str(classifier.path),
+        "backend": classifier.backend,
+        "threads": classifier.threads,
+        "digit_batch1_us": round(digit_s * 1e6, 2),
+        "batch_size": BATCH,
+        "batched_digits_per_s": round(BATCH / batch_s),
+        "batched_us_per_digit": round(batch_s / BATCH * 1e6, 3),
+        "frame_size": [int(frame.shape[1]), int(frame.shape[0])],
+        "frame_ms": round(frame_s * 1e3, 3),
+        "frame_text": found.text,
+        "frame_digits": len(found.digits),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        if video is None:
+            video = synthetic_video(Path(tmp) / "bench.mp4")
+        decode = [decode_seconds(video) for _ in range(video_repeats)]
+        live = [live_seconds(video, classifier) for _ in range(video_repeats)]
+    frames = decode[0][1]
+    decode_ms = statistics.median(s for s, _ in decode) / frames * 1e3
+    live_ms = statistics.median(s for s, _ in live) / max(1, live[0][1]) * 1e3
+    results["video"] = {
+        "file": "synthetic 640x480 mp4v" if video.name == "bench.mp4" else str(video),
+        "frames": frames,
+        "frames_processed": live[0][1],
+        "decode_ms_per_frame": round(decode_ms, 3),
+        "live_ms_per_frame": round(live_ms, 3),
+        "live_vs_decode_ratio": round(live_ms / decode_ms, 2),
+    }
+    return results
+
+
+def format_table(results: dict) -> str:
+    video = results["video"]
+    rows = [
+        ("model", f"{results['model']} ({results['backend']}, threads {results['threads']})"),
+        ("one digit, batch 1", f"{results['digit_batch1_us']:.1f} µs"),
+        (
+            f"batched ({results['batch_size']})",
+            f"{results['batched_digits_per_s']:,} digits/s "
+            f"({results['batched_us_per_digit']:.2f} µs per digit)",
+        ),
+        (
+            "frame {}x{}".format(*results["frame_size"]),
+            f"{results['frame_ms']:.2f} ms preprocessing + inference "
+            f"({results['frame_digits']} digits: {results['frame_text'] or '-'})",
+        ),
+        ("video, decoding alone", f"{video['decode_ms_per_frame']:.2f} ms per frame"),
+        ("video, live loop", f"{video['live_ms_per_frame']:.2f} ms per frame"),
+        ("live / decoding", f"{video['live_vs_decode_ratio']:.2f}x ({video['frames']} frames)"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows) + "\n(medians)"

@@ -1,0 +1,224 @@
+"""The live loop and the drawing of results: frames in, digits drawn, JSON lines, a recording.
+
+It knows frames and windows; what a digit is comes from `runtime.digits.recognize`, tensors
+and quantization stay inside `runtime.classifier`. `mnist-edge live` and `mnist-edge bench`
+run the same `run_live` loop, so the benchmark measures what users run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from runtime.camera import CameraError, FrameSource
+from runtime.classifier import DigitClassifier
+from runtime.digits import FrameResult, recognize
+
+GOOD_COLOUR = (60, 200, 60)  # BGR
+WEAK_COLOUR = (0, 160, 255)
+TEXT_COLOUR = (255, 255, 255)
+FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
+KEY_ESC = 27
+
+
+def to_bgr(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame
+
+
+def draw_results(frame: np.ndarray, result: FrameResult, banner: str | None = None) -> np.ndarray:
+    """A copy of the frame with a box, the digit and its confidence per digit, and a banner."""
+    out = to_bgr(frame).copy()
+    scale = max(0.6, out.shape[0] / 800)  # text size follows the frame size
+    thickness = max(1, round(2 * scale))
+    for digit in result.digits:
+        x, y, w, h = digit.box
+        colour = WEAK_COLOUR if digit.weak else GOOD_COLOUR
+        cv2.rectangle(out, (x, y), (x + w, y + h), colour, thickness)
+        label = f"{digit.digit} {digit.confidence:.0%}"
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        top = y - th - base - 2 if y - th - base - 2 >= 0 else y + h  # below if no room above
+        cv2.rectangle(out, (x, top), (x + tw + 4, top + th + base + 2), colour, cv2.FILLED)
+        cv2.putText(
+            out, label, (x + 2, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
+            thickness, cv2.LINE_AA,
+        )  # fmt: skip
+    if banner:
+        (tw, th), base = cv2.getTextSize(banner, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        cv2.rectangle(out, (0, 0), (tw + 12, th + base + 12), (0, 0, 0), cv2.FILLED)
+        cv2.putText(
+            out, banner, (6, th + 6), cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT_COLOUR, thickness,
+            cv2.LINE_AA,
+        )  # fmt: skip
+    return out
+
+
+class VideoRecorder:
+    """An annotated video written to a temporary file, renamed into place when closed.
+
+    Closing always finishes the file (the container index is written), whatever ended the
+    loop: the end of the video, q, Ctrl+C, or a camera that went away.
+    """
+
+    def __init__(self, path: str | Path, fps: float) -> None:
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in FOURCC_BY_SUFFIX:
+            raise CameraError(
+                f"{path}: unsupported video type {suffix or '(none)'}; "
+                f"use one of {', '.join(FOURCC_BY_SUFFIX)}"
+            )
+        if not self.path.parent.is_dir():
+            raise CameraError(f"{path}: folder {self.path.parent} does not exist")
+        self.fourcc = cv2.VideoWriter_fourcc(*FOURCC_BY_SUFFIX[suffix])
+        self.fps = fps if fps > 0 else 10.0
+        self.frames = 0
+        self._writer: cv2.VideoWriter | None = None
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=f".tmp{suffix}", dir=self.path.parent
+        )
+        os.close(fd)
+        self._tmp = Path(tmp)
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._writer is None:  # the size is known at the first frame
+            h, w = frame.shape[:2]
+            self._writer = cv2.VideoWriter(str(self._tmp), self.fourcc, self.fps, (w, h))
+            if not self._writer.isOpened():
+                raise CameraError(f"{self.path}: OpenCV cannot open a video writer for it")
+        self._writer.write(to_bgr(frame))
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+        if self.frames:
+            os.chmod(self._tmp, 0o644)
+            os.replace(self._tmp, self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
+
+
+@dataclass
+class LiveStats:
+    frames: int = 0
+    seconds: float = 0.0  # wall time of the whole loop, reading included
+    error: str | None = None  # a camera that went away mid-stream; the loop ended cleanly
+
+
+class Window:
+    """An OpenCV window with the keys of `live`: q/Esc quit, s snapshot, p pause."""
+
+    def __init__(self, title: str, snapshot_dir: Path) -> None:
+        self.title = title
+        self.snapshot_dir = snapshot_dir
+        # Without a display, Qt aborts the whole process instead of raising: check first.
+        if sys.platform.startswith("linux") and not (
+            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+        ):
+            raise CameraError("no display to open a window on (DISPLAY is not set); use --headless")
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        except cv2.error:
+            raise CameraError(
+                "cannot open a window (no display?); use --headless for servers"
+            ) from None
+
+    def show(self, image: np.ndarray) -> bool:
+        """Show the image and handle keys; False when the user asked to quit."""
+        cv2.imshow(self.title, image)
+        paused = False
+        while True:
+            key = cv2.waitKey(30 if paused else 1) & 0xFF
+            if key in (ord("q"), KEY_ESC) or not self._visible():
+                return False
+            if key == ord("s"):
+                self._snapshot(image)
+            if key == ord("p"):
+                paused = not paused
+            if not paused:
+                return True
+
+    def _visible(self) -> bool:
+        try:
+            return cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
+        except cv2.error:
+            return False
+
+    def _snapshot(self, image: np.ndarray) -> None:
+        millis = int(time.time() * 1000) % 1000
+        path = self.snapshot_dir / f"snapshot-{time.strftime('%Y%m%d-%H%M%S')}-{millis:03d}.png"
+        cv2.imwrite(str(path), image)
+        print(f"saved {path}", file=sys.stderr)
+
+    def close(self) -> None:
+        try:
+            cv2.destroyWindow(self.title)
+            cv2.waitKey(1)
+        except cv2.error:
+            pass
+
+
+def run_live(
+    source: FrameSource,
+    classifier: DigitClassifier,
+    min_confidence: float = 0.0,
+    drop_weak: bool = False,
+    window: Window | None = None,
+    recorder: VideoRecorder | None = None,
+    on_result: Callable[[int, FrameResult, float], None] | None = None,
+    max_frames: int | None = None,
+    mirror: bool = False,
+) -> LiveStats:
+    """Read, recognize, report and show/record until the source ends, the user quits or
+    `max_frames` frames were processed. A camera that fails mid-stream ends the loop with
+    `stats.error` set; the caller closes the source, window and recorder."""
+    stats = LiveStats()
+    fps = 0.0
+    start = last = time.perf_counter()
+    try:
+        while max_frames is None or stats.frames < max_frames:
+            frame = source.read()
+            if frame is None:
+                break
+            if mirror:
+                frame = cv2.flip(frame, 1)
+            t0 = time.perf_counter()
+            result = recognize(
+                frame, classifier, min_confidence=min_confidence, drop_weak=drop_weak
+            )
+            latency_ms = (time.perf_counter() - t0) * 1000.0
+            if on_result is not None:
+                on_result(stats.frames, result, latency_ms)
+            stats.frames += 1
+            now = time.perf_counter()
+            # A smoothed frame rate of the whole loop (reading and drawing included).
+            rate = 1.0 / max(now - last, 1e-6)
+            fps = rate if fps == 0.0 else 0.9 * fps + 0.1 * rate
+            last = now
+            if window is not None or recorder is not None:
+                banner = f"{classifier.name}  {fps:4.1f} FPS  {result.text or '-'}"
+                annotated = draw_results(frame, result, banner)
+                if recorder is not None:
+                    recorder.write(annotated)
+                if window is not None and not window.show(annotated):
+                    break
+    except CameraError as error:
+        stats.error = str(error)
+    except KeyboardInterrupt:
+        pass  # Ctrl+C is a way to quit: finish the recording like q does
+    stats.seconds = time.perf_counter() - start
+    return stats
+
+
+def print_json_line(index: int, result: FrameResult, latency_ms: float) -> None:
+    line = {"frame": index, **result.to_json(), "latency_ms": round(latency_ms, 3)}
+    print(json.dumps(line), flush=True)
