@@ -1,0 +1,74 @@
+"""Every digit in a frame: find the crops, classify them all in one batch, read them in order.
+
+classifier = DigitClassifier("models/mnist_int8.tflite")
+result = recognize(frame, classifier, min_confidence=0.6)
+print(result.text, [d.box for d in result.digits])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from runtime.classifier import DigitClassifier
+from runtime.preprocess import find_digit_crops
+
+WEAK_MARK = "?"  # stands for a weak digit in `text` when weak digits are kept
+
+
+@dataclass
+class Digit:
+    digit: int
+    confidence: float  # the classifier's probability for `digit`
+    box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
+    weak: bool = False  # confidence below the caller's min_confidence
+
+    def to_json(self) -> dict:
+        out = {"digit": self.digit, "confidence": round(self.confidence, 4), "box": list(self.box)}
+        if self.weak:
+            out["weak"] = True
+        return out
+
+
+@dataclass
+class FrameResult:
+    digits: list[Digit]  # in reading order: lines top to bottom, each left to right
+    text: str  # the digits joined; a weak digit kept in the list shows as WEAK_MARK
+
+    def to_json(self) -> dict:
+        return {"text": self.text, "digits": [d.to_json() for d in self.digits]}
+
+
+def recognize(
+    frame: np.ndarray,
+    classifier: DigitClassifier,
+    min_confidence: float = 0.0,
+    drop_weak: bool = False,
+) -> FrameResult:
+    """Find and classify every digit in a BGR or grey frame.
+
+    A digit whose confidence is below `min_confidence` is weak: it is dropped with
+    `drop_weak`, otherwise kept, flagged, and shown as WEAK_MARK in `text`. A blank frame
+    gives no digits and an empty text, never a guess.
+    """
+    crops = find_digit_crops(frame)
+    if not crops:
+        return FrameResult(digits=[], text="")
+    probabilities = classifier.predict(np.stack([crop for _, crop in crops]))
+    best = probabilities.argmax(axis=1)
+    digits = []
+    for (box, _), label, p in zip(crops, best, probabilities, strict=True):
+        confidence = float(p[label])
+        weak = confidence < min_confidence
+        if weak and drop_weak:
+            continue
+        digits.append(Digit(int(label), confidence, box, weak))
+    text = "".join(WEAK_MARK if d.weak else _label(classifier, d.digit) for d in digits)
+    return FrameResult(digits=digits, text=text)
+
+
+def _label(classifier: DigitClassifier, index: int) -> str:
+    """The card's label for a class (the digit itself for MNIST)."""
+    labels = getattr(classifier, "labels", None)
+    return labels[index] if labels and index < len(labels) else str(index)

@@ -1,0 +1,405 @@
+"""From a camera frame to MNIST-style 28x28 digit crops, with OpenCV and numpy only.
+
+A model trained on MNIST has only seen white, centred, size-normalised digits on pure black.
+A photo has dark ink on grey-ish paper under uneven light, at any size and place, with dirt,
+ruled lines and the page edge around. The steps, each on the cheapest image that will do:
+
+1. grey; a copy scaled to WORK_SIDE pixels (finding digits) and one half as big (background);
+2. polarity: ink is whatever deviates from the local median - darker on paper by default,
+   lighter on a blackboard or an MNIST-like image; light ink is inverted so the rest of the
+   pipeline always sees dark ink on light paper;
+3. paper background: a grey closing (max then min filter) wider than any pen stroke removes
+   the ink and keeps the light field, shadows included; ink = how much darker than the
+   paper a pixel is, relative to the paper (so a shadow does not change it);
+4. threshold with hysteresis (weak pixels joined to strong ones), drop specks, ruled lines
+   and whatever hugs the frame border (page edge, desk);
+5. merge pieces of one digit (a broken stroke: pieces stacked over each other), never
+   neighbours side by side; order by lines, then left to right;
+6. each digit: its ink, graded, from the full-resolution frame, pen width evened out towards
+   MNIST's, fitted in 20x20 keeping the aspect ratio, centre of mass at the centre of 28x28.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+WORK_SIDE = 320  # longer side of the image digits are found in (a 640x480 frame: halved)
+MNIST_BOX = 20  # MNIST digits fit a 20x20 box inside the 28x28 image
+MNIST_SIDE = 28
+STROKE_BOX = 40  # crops are worked on at twice the MNIST size, then shrunk (graded edges)
+# MNIST's pen width in that 40-pixel box: median ~4.4 px, 5-95 % about 3.8-5.8 (measured on the
+# test set). Only pens well outside that band are made thicker or thinner.
+MNIST_STROKE_40 = 4.4
+STROKE_TOO_THIN, STROKE_TOO_THICK = 2.8, 7.5
+MIN_INK = 0.12  # a pixel is ink candidate when it is this much darker than the paper (relative)
+STRONG_INK = 0.25  # ... and a region needs some pixels this dark (or Otsu's level) to count
+
+
+@lru_cache(maxsize=32)
+def _kernel(width: int, height: int) -> np.ndarray:
+    """Rectangular structuring elements are made once, not per frame."""
+    return cv2.getStructuringElement(cv2.MORPH_RECT, (width, height))
+
+
+def to_gray(frame: np.ndarray) -> np.ndarray:
+    """BGR, BGRA or grey, uint8 or 16-bit, to grey uint8."""
+    if frame.dtype == np.uint16:
+        frame = (frame >> 8).astype(np.uint8)
+    elif frame.dtype != np.uint8:
+        frame = np.clip(frame, 0, 255).astype(np.uint8)
+    if frame.ndim == 3 and frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2GRAY)
+    if frame.ndim == 3 and frame.shape[2] == 3:
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    if frame.ndim == 3:
+        return np.ascontiguousarray(frame[:, :, 0])
+    return frame
+
+
+def looks_like_mnist(gray: np.ndarray) -> bool:
+    """A small image with a black border and light ink: already MNIST-like (e.g. a test image)."""
+    h, w = gray.shape
+    if max(h, w) > 64 or min(h, w) < 8:
+        return False
+    border = np.concatenate(
+        [gray[:2].ravel(), gray[-2:].ravel(), gray[:, :2].ravel(), gray[:, -2:].ravel()]
+    )
+    return float(border.mean()) < 40 and int(gray.max()) > 128
+
+
+def ink_is_light(small: np.ndarray) -> bool:
+    """True for light ink on a dark background (a blackboard, an MNIST-like image).
+
+    The local median is the background almost everywhere (ink covers a minority of any window
+    the size of a third of the image); ink is the strong one-sided deviation from it.
+    """
+    k = max(3, (min(small.shape) // 3) | 1)
+    background = cv2.medianBlur(small, min(k, 255))
+    diff = small.astype(np.int16) - background.astype(np.int16)
+    lighter = np.clip(diff - 20, 0, None).sum()
+    darker = np.clip(-diff - 20, 0, None).sum()
+    return bool(lighter > 1.5 * darker)
+
+
+def paper_background(gray: np.ndarray) -> np.ndarray:
+    """The paper's brightness without the ink (dark ink on light paper), same size as `gray`.
+
+    Closing with a box a sixth of the image: strokes narrower than that vanish (even a marker
+    on a digit filling the frame), large things (shadows, a gradient) stay. Done at half the
+    size, then scaled back up.
+    """
+    h, w = gray.shape
+    small = cv2.resize(gray, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+    k = max(3, (max(small.shape) // 6) | 1)
+    # Smooth first: the max filter would otherwise pick the noise's peaks and put the paper
+    # too bright in dark, noisy places (a shadow), where the paper would then look like ink.
+    small = cv2.blur(small, (5, 5))
+    # Replicated borders: a shadow along the frame's edge continues outside it, so even a
+    # thin sliver of it is kept as background. (Padded by hand: morphologyEx would pad again
+    # between its max and min filters and put the paper too bright along a darkening edge.)
+    padded = cv2.copyMakeBorder(small, k, k, k, k, cv2.BORDER_REPLICATE)
+    closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, _kernel(k, k))[k:-k, k:-k]
+    closed = cv2.blur(closed, (3, 3))
+    return cv2.resize(closed, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def relative_ink(gray: np.ndarray, paper: np.ndarray) -> np.ndarray:
+    """How much darker than the paper each pixel is, as a fraction of the paper: float32 0..1."""
+    paper = np.maximum(paper, 1).astype(np.float32)
+    return np.clip(1.0 - gray.astype(np.float32) / paper, 0.0, 1.0)
+
+
+def to_mnist_28x28(ink: np.ndarray) -> np.ndarray:
+    """One digit's ink (any size, white on black, uint8 or float in [0, 1]) to MNIST's layout.
+
+    Fitted into a 20x20 box keeping the aspect ratio, the pen width evened out towards MNIST's,
+    padded to 28x28 with the centre of mass at the centre. float32 in [0, 1].
+    """
+    ink = ink.astype(np.float32) / 255.0 if ink.dtype == np.uint8 else ink.astype(np.float32)
+    out = np.zeros((MNIST_SIDE, MNIST_SIDE), np.float32)
+    rows = np.flatnonzero(ink.max(axis=1) > 0.05)
+    cols = np.flatnonzero(ink.max(axis=0) > 0.05)
+    if rows.size == 0:
+        return out
+    ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    h, w = ink.shape
+
+    # Work at twice MNIST's size: the pen width can be measured and adjusted there.
+    scale = STROKE_BOX / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    shrink = scale < 1
+    big = cv2.resize(ink, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    big = even_out_stroke(big)
+
+    scale = MNIST_BOX / STROKE_BOX
+    size = (max(1, round(big.shape[1] * scale)), max(1, round(big.shape[0] * scale)))
+    digit = np.clip(cv2.resize(big, size, interpolation=cv2.INTER_AREA), 0.0, 1.0)
+
+    # Centre of mass to the centre of the 28x28 image (MNIST's own rule).
+    mass = digit.sum()
+    if mass <= 0:
+        return out
+    ys, xs = np.indices(digit.shape)
+    cy, cx = (ys * digit).sum() / mass, (xs * digit).sum() / mass
+    top = int(np.clip(round(MNIST_SIDE / 2 - cy), 0, MNIST_SIDE - digit.shape[0]))
+    left = int(np.clip(round(MNIST_SIDE / 2 - cx), 0, MNIST_SIDE - digit.shape[1]))
+    out[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
+    return out
+
+
+def even_out_stroke(big: np.ndarray) -> np.ndarray:
+    """Thicken a hair-line pen or thin a marker towards MNIST's pen width (40-pixel box)."""
+    mask = (big > 0.5).astype(np.uint8)
+    if mask.sum() < 4:
+        return big
+    # Mean distance to the stroke's edge, doubled: the typical pen width in pixels.
+    width = 2.0 * float(cv2.distanceTransform(mask, cv2.DIST_L2, 3)[mask > 0].mean())
+    if width < STROKE_TOO_THIN:
+        r = max(1, round((MNIST_STROKE_40 - width) / 2))
+        return cv2.dilate(big, _kernel(2 * r + 1, 2 * r + 1))
+    if width > STROKE_TOO_THICK:
+        r = max(1, round((width - MNIST_STROKE_40) / 2))
+        return cv2.erode(big, _kernel(2 * r + 1, 2 * r + 1))
+    return big
+
+
+def _stretch(ink: np.ndarray, low: float) -> np.ndarray:
+    """Graded ink to MNIST's range: paper 0, the stroke's core 1 (MNIST strokes saturate)."""
+    strokes = ink[ink > low]
+    if strokes.size == 0:
+        return np.zeros_like(ink)
+    high = max(float(np.percentile(strokes, 70)), low + 0.05)
+    return np.clip((ink - low) / (high - low), 0.0, 1.0)
+
+
+def _components(strong: np.ndarray, weak: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Connected regions of weak ink that hold some strong ink (hysteresis thresholding).
+
+    Returns the label image and one row per region kept: x, y, w, h, area, label, strong area.
+    (The boxes are computed here with numpy: OpenCV's connectedComponentsWithStats costs ten
+    times more than the labelling itself.)
+    """
+    n, labels = cv2.connectedComponents(weak, connectivity=8)
+    if n <= 1:
+        return labels, np.zeros((0, 7), np.int64)
+    flat = labels.ravel()
+    strong_area = np.bincount(flat[strong.ravel() > 0], minlength=n)
+    strong_area[0] = 0
+    idx = np.flatnonzero(flat)
+    lab = flat[idx]
+    keep = strong_area[lab] > 0
+    idx, lab = idx[keep], lab[keep]
+    if idx.size == 0:
+        return labels, np.zeros((0, 7), np.int64)
+    order = np.argsort(lab, kind="stable")
+    idx, lab = idx[order], lab[order]
+    starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
+    ys, xs = np.divmod(idx, labels.shape[1])
+    x0, y0 = np.minimum.reduceat(xs, starts), np.minimum.reduceat(ys, starts)
+    x1, y1 = np.maximum.reduceat(xs, starts), np.maximum.reduceat(ys, starts)
+    area = np.diff(np.r_[starts, lab.size])
+    ids = lab[starts]
+    return labels, np.column_stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1, area, ids, strong_area[ids]])
+
+
+def _border_contact(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per label: pixels on the top and bottom rows, and on the left and right columns."""
+    n = int(labels.max()) + 1
+    rows = np.bincount(np.concatenate([labels[0], labels[-1]]), minlength=n)
+    cols = np.bincount(np.concatenate([labels[:, 0], labels[:, -1]]), minlength=n)
+    return rows, cols
+
+
+def _drop_junk(comps: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Drop specks, ruled/grid lines and whatever hugs the frame's border (page edge, desk)."""
+    h, w = labels.shape
+    bw, bh, area = comps[:, 2], comps[:, 3], comps[:, 4]
+    speck = (area < 6) | (np.maximum(bw, bh) < max(3, 0.02 * min(h, w)))
+    line = ((bw > 8 * bh) & (bw > 0.15 * w)) | ((bh > 12 * bw) & (bh > 0.97 * h))
+    # Sparse and wide: a grid or a line joined to other things, not a digit.
+    line |= (bw > 0.5 * w) & (area < 0.08 * bw * bh)
+    # A digit near the edge may touch it; the page edge, the desk or a shadow's corner lie
+    # along it: they touch the border over a longer stretch than they reach into the frame.
+    rows, cols = _border_contact(labels)
+    rows, cols = rows[comps[:, 5]], cols[comps[:, 5]]
+    on_border = (rows > 0) | (cols > 0)
+    along_border = on_border & (
+        (np.minimum(bw, bh) < 0.02 * min(h, w)) | (rows > 0.8 * bh) | (cols > 0.8 * bw)
+    )
+    return comps[~(speck | line | along_border)]
+
+
+def _merge_pieces(boxes: np.ndarray) -> list[list[int]]:
+    """Group the pieces of one digit: pieces over each other (strong overlap in x) and close.
+
+    Side-by-side neighbours hardly overlap in x and are never merged; two digits of different
+    lines overlap in x but are equally tall and separated by a gap, so they stay apart too.
+    """
+    n = len(boxes)
+    parent = list(range(n))
+    if n > 1:
+        x1, y1 = boxes[:, 0], boxes[:, 1]
+        x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
+        overlap_x = np.minimum(x2[:, None], x2[None]) - np.maximum(x1[:, None], x1[None])
+        narrow = np.minimum(boxes[:, 2][:, None], boxes[:, 2][None])
+        gap_y = np.maximum(y1[:, None], y1[None]) - np.minimum(y2[:, None], y2[None])
+        tall = np.maximum(boxes[:, 3][:, None], boxes[:, 3][None])
+        short = np.minimum(boxes[:, 3][:, None], boxes[:, 3][None])
+        stacked = overlap_x > 0.5 * narrow
+        # A small piece (the bar of a 5) may be further away than a half of a broken digit.
+        close = (
+            (gap_y < 0)
+            | ((gap_y < 0.25 * tall) & (short < 0.7 * tall))
+            | ((gap_y < 0.5 * tall) & (short < 0.35 * tall))
+        )
+        for i, j in zip(*np.nonzero(np.triu(stacked & close, 1)), strict=True):
+            ri, rj = _root(parent, int(i)), _root(parent, int(j))
+            parent[max(ri, rj)] = min(ri, rj)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(_root(parent, i), []).append(i)
+    return list(groups.values())
+
+
+def _root(parent: list[int], i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+def reading_order(boxes: list[tuple[int, int, int, int]]) -> list[int]:
+    """Indices of boxes (x, y, w, h) in reading order: lines top to bottom, each left to right.
+
+    A box joins a line when its vertical middle falls inside the line's span so far.
+    """
+    lines: list[list[int]] = []
+    spans: list[list[float]] = []
+    for i in sorted(range(len(boxes)), key=lambda i: boxes[i][1] + boxes[i][3] / 2):
+        x, y, w, h = boxes[i]
+        middle = y + h / 2
+        for line, span in zip(lines, spans, strict=True):
+            if span[0] <= middle <= span[1]:
+                line.append(i)
+                span[0], span[1] = min(span[0], y), max(span[1], y + h)
+                break
+        else:
+            lines.append([i])
+            spans.append([y, y + h])
+    order = sorted(range(len(lines)), key=lambda k: spans[k][0])
+    return [i for k in order for i in sorted(lines[k], key=lambda i: boxes[i][0])]
+
+
+def find_digit_crops(
+    frame: np.ndarray,
+) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+    """Every digit in a BGR or grey frame: [(box (x, y, w, h) in frame pixels, 28x28 float32)].
+
+    In reading order (lines top to bottom, each left to right); a blank frame gives [].
+    """
+    gray = to_gray(frame)
+    h, w = gray.shape
+    if h == 0 or w == 0:
+        return []
+    if looks_like_mnist(gray):
+        if (h, w) == (MNIST_SIDE, MNIST_SIDE):
+            # Already an MNIST digit: pass it through untouched, as the test set does.
+            return [((0, 0, w, h), gray.astype(np.float32) / 255.0)]
+        return [((0, 0, w, h), to_mnist_28x28(gray))]
+    page = ink_page(gray)
+    labels, regions = digit_regions(page.ink)
+    results = []
+    for i in reading_order([box for box, _ in regions]):
+        box, ids = regions[i]
+        results.append((page.frame_box(box), to_mnist_28x28(page.digit_ink(labels, ids, box))))
+    return results
+
+
+class InkPage:
+    """A frame as dark ink on light paper: grey (full size and the work copy), paper, ink."""
+
+    def __init__(self, gray: np.ndarray, work: np.ndarray, paper: np.ndarray, scale: float):
+        self.gray, self.work, self.paper, self.scale = gray, work, paper, scale
+        self.ink = relative_ink(work, paper)
+
+    def frame_box(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """A work-copy box (x, y, w, h) in frame pixels."""
+        x, y, bw, bh = box
+        h, w = self.gray.shape
+        x0, y0 = int(x / self.scale), int(y / self.scale)
+        x1 = min(w, int(np.ceil((x + bw) / self.scale)))
+        y1 = min(h, int(np.ceil((y + bh) / self.scale)))
+        return x0, y0, x1 - x0, y1 - y0
+
+    def digit_ink(
+        self, labels: np.ndarray, ids: np.ndarray, box: tuple[int, int, int, int]
+    ) -> np.ndarray:
+        """One digit's graded ink, white on black, at up to twice STROKE_BOX pixels.
+
+        From the full-resolution frame when the work copy is too coarse for that. Only pixels
+        near the digit's own regions count, so a neighbour reaching into the box or a speck
+        does not end up in the crop.
+        """
+        x, y, bw, bh = box
+        m = 2  # pixels of margin (work scale) for the soft edges of the strokes
+        wh, ww = labels.shape
+        xa, ya, xb, yb = max(x - m, 0), max(y - m, 0), min(x + bw + m, ww), min(y + bh + m, wh)
+        mine = np.zeros(int(ids.max()) + 1, np.uint8)
+        mine[ids] = 1
+        mine = mine[np.minimum(labels[ya:yb, xa:xb], len(mine) - 1)]
+        mine = cv2.dilate(mine, _kernel(5, 5))
+        paper = self.paper[ya:yb, xa:xb]
+        if max(bw, bh) >= 2 * STROKE_BOX or self.scale == 1.0:
+            return _stretch(relative_ink(self.work[ya:yb, xa:xb], paper) * mine, MIN_INK / 2)
+        # The same region from the full-resolution frame, shrunk to at most 2 * STROKE_BOX.
+        s = self.scale
+        gray = self.gray
+        region = gray[int(ya / s) : int(np.ceil(yb / s)), int(xa / s) : int(np.ceil(xb / s))]
+        target = min(1.0, 2 * STROKE_BOX / max(region.shape))
+        size = (max(1, round(region.shape[1] * target)), max(1, round(region.shape[0] * target)))
+        if target < 1:
+            region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+        paper = cv2.resize(paper, size, interpolation=cv2.INTER_LINEAR)
+        mine = cv2.resize(mine, size, interpolation=cv2.INTER_NEAREST)
+        return _stretch(relative_ink(region, paper) * mine, MIN_INK / 2)
+
+
+def ink_page(gray: np.ndarray) -> InkPage:
+    """Scale to the work size, settle the polarity, estimate the paper, measure the ink."""
+    h, w = gray.shape
+    scale = min(1.0, WORK_SIDE / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    work = cv2.resize(gray, size, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+    tiny_size = (max(1, size[0] // 4), max(1, size[1] // 4))
+    if ink_is_light(cv2.resize(work, tiny_size, interpolation=cv2.INTER_AREA)):
+        gray, work = 255 - gray, 255 - work
+    return InkPage(gray, work, paper_background(work), scale)
+
+
+def digit_regions(
+    ink: np.ndarray,
+) -> tuple[np.ndarray, list[tuple[tuple[int, int, int, int], np.ndarray]]]:
+    """Threshold the ink, drop junk, merge pieces: (labels, [(box, label ids)]) per digit."""
+    ink8 = (ink * 255).astype(np.uint8)
+    otsu, _ = cv2.threshold(ink8, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    # Otsu's level separates ink from paper when there is ink; on a blank page it splits the
+    # noise, hence the floor. The cap keeps faint digits next to bold ones.
+    strong_level = min(max(otsu / 255.0, STRONG_INK), 0.5)
+    weak = (ink8 > MIN_INK * 255).astype(np.uint8)
+    strong = (ink8 > strong_level * 255).astype(np.uint8)
+    labels, comps = _components(strong, weak)
+    comps = _drop_junk(comps, labels) if len(comps) else comps
+    if len(comps) == 0:
+        return labels, []
+    regions = []
+    for group in _merge_pieces(comps[:, :4]):
+        part = comps[group]
+        x1, y1 = part[:, 0].min(), part[:, 1].min()
+        x2, y2 = (part[:, 0] + part[:, 2]).max(), (part[:, 1] + part[:, 3]).max()
+        regions.append(((int(x1), int(y1), int(x2 - x1), int(y2 - y1)), part[:, 5]))
+    # Far smaller than the biggest digit: a dot, a dash, leftover dirt.
+    tallest = max(max(b[2], b[3]) for b, _ in regions)
+    return labels, [(b, ids) for b, ids in regions if max(b[2], b[3]) >= 0.3 * tallest]
