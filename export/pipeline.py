@@ -8,15 +8,18 @@ the previous files untouched and no half-written one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -67,13 +70,39 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@contextlib.contextmanager
+def converter_output_held_back() -> Iterator[None]:
+    """Hold back what the TFLite converter writes to file descriptor 2, shown only on failure.
+
+    Its C++ parts print lines like "fully_quantize: 0, inference_type: 6" straight to the
+    descriptor, past `sys.stderr`, on every successful int8 conversion.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the converter's deprecation chatter
+                yield
+        except BaseException:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def convert_and_check(model, variant: str, settings: ExportSettings, path: Path) -> None:
     """Convert one variant into `path`, check its graph from the file and run it."""
     from runtime.classifier import DigitClassifier, ModelError
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the converter's deprecation chatter
+        with converter_output_held_back():
             content = VARIANTS[variant].convert(model, settings)
     except ExportError:
         raise
