@@ -160,7 +160,7 @@ def table_row(shown: str, width: int, result: FrameResult | None, error: str | N
     if result is None:
         return f"{shown:<{width}}  {'-':<8}  error: {error}"
     digits = "  ".join(
-        f"{d.digit} ({d.confidence:.2f}{'?' if d.weak else ''})" for d in result.digits
+        f"{d.digit}{'?' if d.weak else ''} ({d.confidence:.2f})" for d in result.digits
     )
     row = f"{shown:<{width}}  {result.text or '-':<8}  {digits or 'no digits found'}"
     return row if error is None else f"{row}  error: {error}"
@@ -229,8 +229,8 @@ def live(
 ) -> None:
     """Read digits live from a camera or a video file.
 
-    \b
-    Window keys: q or Esc quit, s saves a snapshot, p pauses.
+    Window keys: q or Esc quit, s saves a snapshot, p pauses (and p again resumes).
+
     A camera is read in a background thread that keeps only the newest frame (no lag); a video
     file is processed frame by frame, every frame, in order, and the command ends at its end.
     """

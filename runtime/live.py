@@ -132,19 +132,21 @@ class Window:
                 "cannot open a window (no display?); use --headless for servers"
             ) from None
 
-    def show(self, image: np.ndarray) -> bool:
-        """Show the image and handle keys; False when the user asked to quit."""
+    def show(self, image: np.ndarray, until: float = 0.0) -> bool:
+        """Show the image and handle keys until time.perf_counter() reaches `until` (a video
+        file plays at its own speed) and while paused; False when the user asked to quit."""
         cv2.imshow(self.title, image)
         paused = False
         while True:
-            key = cv2.waitKey(30 if paused else 1) & 0xFF
+            wait_ms = 30 if paused else max(1, round((until - time.perf_counter()) * 1000))
+            key = cv2.waitKey(min(wait_ms, 30)) & 0xFF
             if key in (ord("q"), KEY_ESC) or not self._visible():
                 return False
             if key == ord("s"):
                 self._snapshot(image)
             if key == ord("p"):
                 paused = not paused
-            if not paused:
+            if not paused and time.perf_counter() >= until:
                 return True
 
     def _visible(self) -> bool:
@@ -184,6 +186,9 @@ def run_live(
     stats = LiveStats()
     fps = 0.0
     start = last = time.perf_counter()
+    # In a window a video file plays at its own frame rate; everywhere else, as fast as it can.
+    interval = 1.0 / source.fps if window is not None and not source.live and source.fps else 0.0
+    due = start
     try:
         while max_frames is None or stats.frames < max_frames:
             frame = source.read()
@@ -205,11 +210,14 @@ def run_live(
             fps = rate if fps == 0.0 else 0.9 * fps + 0.1 * rate
             last = now
             if window is not None or recorder is not None:
-                banner = f"{classifier.name}  {fps:4.1f} FPS  {result.text or '-'}"
+                banner = (
+                    f"{classifier.name}  {fps:4.1f} FPS  {latency_ms:4.1f} ms  {result.text or '-'}"
+                )
                 annotated = draw_results(frame, result, banner)
                 if recorder is not None:
                     recorder.write(annotated)
-                if window is not None and not window.show(annotated):
+                due = max(due + interval, time.perf_counter() - interval)  # no catch-up bursts
+                if window is not None and not window.show(annotated, until=due):
                     break
     except CameraError as error:
         stats.error = str(error)
