@@ -131,7 +131,7 @@ def test_files_folders_globs_table_and_json(tmp_path, int8_model, sure_digits, m
     for i, (digit, label) in enumerate(sure_digits):
         folder = "scans/more" if i else "scans"
         path = Path(folder) / f"digit{label}.png"
-        cv2.imwrite(str(path), 255 - cv2.resize(digit, (56, 56)))
+        cv2.imwrite(str(path), 255 - cv2.resize(digit, (84, 84)))
         paths.append((str(path), str(label)))
 
     as_json = run("predict", "--json", "--model", str(int8_model), "scans/*.png", "scans/more")
