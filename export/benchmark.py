@@ -4,7 +4,7 @@
                                [--export-repeats 3] [--data-dir DIR] [--json FILE]
 
 1. The 10,000 test images through the int8 file, two ways, alternating, `--repeats` rounds:
-   - batched: `DigitClassifier.predict` (what `mnist-edge export` and the runtime do);
+   - batched: `DigitClassifier.predict`, 1,000 images per call, as `mnist-edge export` does;
    - per image: the loop of TensorFlow's post-training integer quantization tutorial, one
      `set_tensor` / `invoke` / `get_tensor` per image on an interpreter allocated for batch 1.
    Both must give the same predictions; medians and their ratio are printed.
@@ -26,6 +26,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from export.evaluate import EVAL_CHUNK
 from trainer.cli import data_dir_option, load_data_or_exit
 from trainer.data import scale_pixels
 
@@ -52,9 +53,16 @@ def tutorial_loop(model_path: Path, images: np.ndarray) -> np.ndarray:
 
 
 def batched(model_path: Path, images: np.ndarray) -> np.ndarray:
+    """Top-1 per image the way `mnist-edge export` evaluates: the runtime's wrapper, fed
+    EVAL_CHUNK images per call (chunks keep the quantized copies in cache)."""
     from runtime.classifier import DigitClassifier
 
-    return DigitClassifier(model_path).predict(images).argmax(axis=1)
+    classifier = DigitClassifier(model_path)
+    chunks = [
+        classifier.predict(images[start : start + EVAL_CHUNK])
+        for start in range(0, len(images), EVAL_CHUNK)
+    ]
+    return np.concatenate(chunks).argmax(axis=1)
 
 
 def timed(function, *args) -> tuple[float, np.ndarray]:

@@ -28,7 +28,14 @@ import click
 import numpy as np
 
 from export import report as report_files
-from export.evaluate import EVAL_CHUNK, LATENCY_RUNS, evaluate, keras_predict_fn, metrics
+from export.evaluate import (
+    EVAL_CHUNK,
+    LATENCY_RUNS,
+    THROUGHPUT_PASSES,
+    evaluate,
+    keras_predict_fn,
+    metrics,
+)
 from export.tflite_graph import integer_only_problems, minimal_graph_problems, read_graph
 from export.variants import (
     VARIANTS,
@@ -269,6 +276,7 @@ def run_export(options: ExportOptions, data: Mnist) -> dict:
             "max_drop_pp": options.max_drop,
             "eval_chunk": EVAL_CHUNK,
             "latency_runs": LATENCY_RUNS,
+            "throughput_passes": THROUGHPUT_PASSES,
         },
         "data": {
             "source": data.source,

@@ -83,7 +83,8 @@ def summary_lines(report: dict) -> list[str]:
     lines = [
         f"Test set: {report['data']['test_size']:,} images ({report['data']['source']}).",
         f"Interpreter: {report['versions'].get('interpreter', '?')}, evaluation batched "
-        f"{s['eval_chunk']} images per call; latency: median of {s['latency_runs']} batch-1 calls.",
+        f"{s['eval_chunk']} images per call (images/s: median of {s['throughput_passes']} passes); "
+        f"latency: median of {s['latency_runs']} batch-1 calls.",
     ]
     if "int8" in s["variants"]:
         lines.append(
