@@ -1,0 +1,155 @@
+"""The Raspberry Pi bundle, installed and run on an emulated 64-bit Pi, answers as on x86.
+
+The bundle from `mnist-edge bundle` is unpacked and installed the way install.sh does it, into a
+venv of Debian Bookworm's aarch64 Python 3.11 with the pinned aarch64 wheels, under
+qemu-aarch64-static with a Raspberry Pi 4 /proc/cpuinfo (export/rpi/emulate.py). Then the
+same `predict` and `live` commands run there and on this machine; the digits must be the same
+and the confidences within 1/256. Skipped, with the reason, where qemu-user-static, root or the
+package registries are missing. The first run downloads about 90 MB into ~/.cache/mnist-edge.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from export.rpi import emulate
+from tests.synthetic import camera_frame, write_video
+
+TOLERANCE = 1 / 256  # one step of the int8 output scale
+N_FRAMES = 6
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(repo_root: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bundle")
+    command = [sys.executable, "-m", "mnist_edge", "bundle", "--out", str(out)]
+    done = subprocess.run(command, cwd=repo_root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return emulate.unpack(out / "mnist-edge-rpi.tar.gz", out)
+
+
+@pytest.fixture(scope="module")
+def pi(bundle_dir: Path, tmp_path_factory) -> tuple[Path, Path]:
+    """(venv, root): the bundle installed on the emulated Pi."""
+    try:
+        root, wheels = emulate.prepare(bundle_dir)
+    except emulate.Unavailable as reason:
+        pytest.skip(f"no emulated Raspberry Pi here: {reason}")
+    venv = tmp_path_factory.mktemp("pi") / "venv"
+    seconds = emulate.install(bundle_dir, venv, root, wheels)
+    print("install.sh steps under emulation:", {k: round(v, 1) for k, v in seconds.items()})
+    return venv, root
+
+
+@pytest.fixture(scope="module")
+def digit_images(mnist, tmp_path_factory) -> list[Path]:
+    """Camera-like photos of MNIST test digits: single digits and 3-digit numbers (PNG)."""
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(5)
+    paths = []
+    for i in range(8):
+        count = 1 if i < 5 else 3
+        digits = [mnist.x_test[j] for j in rng.integers(len(mnist.x_test), size=count)]
+        path = folder / f"photo{i}.png"
+        cv2.imwrite(str(path), camera_frame(digits, rng))
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def digit_video(mnist, tmp_path_factory) -> Path:
+    rng = np.random.default_rng(6)
+    frames = [camera_frame([mnist.x_test[i], mnist.x_test[i + 1]], rng) for i in range(N_FRAMES)]
+    return write_video(tmp_path_factory.mktemp("video") / "digits.mp4", frames)
+
+
+def x86(repo_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "mnist_edge", *args]
+    return subprocess.run(command, cwd=repo_root, capture_output=True, text=True)
+
+
+def answers(stdout: str) -> list[tuple[str, list[tuple[int, float]]]]:
+    """Each JSON line's text and (digit, confidence) pairs; paths and timings left out."""
+    lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    return [(ln["text"], [(d["digit"], d["confidence"]) for d in ln["digits"]]) for ln in lines]
+
+
+def assert_same_answers(on_pi: str, on_x86: str, expected_lines: int) -> None:
+    pi_answers, x86_answers = answers(on_pi), answers(on_x86)
+    assert len(pi_answers) == len(x86_answers) == expected_lines
+    assert sum(len(digits) for _, digits in x86_answers) > 0  # something to compare
+    for (pi_text, pi_digits), (x86_text, x86_digits) in zip(pi_answers, x86_answers, strict=True):
+        assert pi_text == x86_text
+        assert [d for d, _ in pi_digits] == [d for d, _ in x86_digits]
+        for (_, pi_conf), (_, x86_conf) in zip(pi_digits, x86_digits, strict=True):
+            assert abs(pi_conf - x86_conf) <= TOLERANCE
+
+
+def test_pi_venv_holds_the_headless_runtime_without_tensorflow(pi) -> None:
+    venv, root = pi
+    probe = (
+        "import importlib.metadata as m, importlib.util as u, platform, sys;"
+        "print(platform.machine(), sys.version_info[:2] == (3, 11));"
+        "print(u.find_spec('tensorflow') is None, u.find_spec('keras') is None);"
+        "print(m.version('opencv-python-headless'));"
+        "print([d.metadata['Name'] for d in m.distributions() if d.metadata['Name'] == "
+        "'opencv-python'])"
+    )
+    done = emulate.run(venv, ["python", "-c", probe], root)
+    assert done.returncode == 0, done.stderr
+    machine, no_tf, headless, desktop_cv = done.stdout.splitlines()
+    assert machine == "aarch64 True"
+    assert no_tf == "True True"
+    assert headless  # the pinned headless OpenCV is what cv2 comes from
+    assert desktop_cv == "[]"
+
+
+@pytest.fixture(scope="module")
+def predict_args(bundle_dir, digit_images) -> list[str]:
+    model = str(bundle_dir / "models" / "mnist_int8.tflite")
+    return ["predict", "--json", "--verbose", "--model", model, *map(str, digit_images)]
+
+
+@pytest.fixture(scope="module")
+def live_args(bundle_dir, digit_video) -> list[str]:
+    model = str(bundle_dir / "models" / "mnist_int8.tflite")
+    args = ["live", "--headless", "--json", "--source", str(digit_video), "--model", model]
+    return [*args, "--max-frames", str(N_FRAMES)]
+
+
+@pytest.fixture(scope="module")
+def x86_predict(predict_args, repo_root) -> str:
+    done = x86(repo_root, *predict_args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def x86_live(live_args, repo_root) -> str:
+    done = x86(repo_root, *live_args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("board", ["pi4", "pi5"])
+def test_predict_on_the_pi_matches_x86(pi, board, predict_args, digit_images, x86_predict) -> None:
+    venv, root = pi
+    on_pi = emulate.run(venv, ["mnist-edge", *predict_args, "--threads", "4"], root, board)
+    assert on_pi.returncode == 0, on_pi.stderr
+    assert "ai_edge_litert" in on_pi.stderr  # the real LiteRT interpreter, not a fallback
+    assert_same_answers(on_pi.stdout, x86_predict, len(digit_images))
+
+
+@pytest.mark.parametrize("board", ["pi4", "pi5"])
+def test_live_on_the_pi_matches_x86(pi, board, live_args, x86_live) -> None:
+    venv, root = pi
+    on_pi = emulate.run(venv, ["mnist-edge", *live_args, "--threads", "4"], root, board)
+    assert on_pi.returncode == 0, on_pi.stderr
+    assert_same_answers(on_pi.stdout, x86_live, N_FRAMES)
