@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -15,7 +17,6 @@ from mnist_edge import main
 from runtime.camera import CameraError, LatestFrameSource, VideoFileSource
 from runtime.classifier import DigitClassifier
 from runtime.digits import recognize
-from runtime.live import VideoRecorder, run_live
 from tests.synthetic import camera_frame, sample_numbers, write_video
 
 FRAMES = 12
@@ -111,20 +112,49 @@ def test_source_that_cannot_be_opened(tmp_path, int8_model, kind):
     assert result.stdout == ""
 
 
-def test_stream_that_goes_away_ends_cleanly_with_recording(tmp_path, video, int8_model):
-    # A stream read through the newest-frame thread that stops sending: here a file, which
-    # ends like a camera unplugged mid-stream.
-    source = LatestFrameSource(str(video), "test stream")
-    recorder = VideoRecorder(tmp_path / "partial.mp4", fps=10.0)
-    try:
-        stats = run_live(source, DigitClassifier(int8_model), recorder=recorder)
-    finally:
-        source.close()
-        recorder.close()
-    assert stats.error is not None and "test stream" in stats.error
-    assert "stopped delivering frames" in stats.error
-    assert 1 <= stats.frames <= FRAMES
-    assert len(decoded_frames(tmp_path / "partial.mp4")) == stats.frames
+class MjpegCamera(BaseHTTPRequestHandler):
+    """An IP camera (MJPEG over HTTP) that sends `frames` frames and then goes away."""
+
+    frames: list[bytes] = []
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        for jpeg in self.frames:
+            head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+            self.wfile.write(head.encode() + jpeg + b"\r\n")
+            self.wfile.flush()
+            time.sleep(0.02)
+        # ...and the connection drops, like a camera unplugged mid-stream.
+
+
+@pytest.fixture
+def mjpeg_url(video):
+    MjpegCamera.frames = [cv2.imencode(".jpg", f)[1].tobytes() for f in decoded_frames(video)]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), MjpegCamera)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/camera.mjpg"
+    server.shutdown()
+    server.server_close()
+
+
+def test_stream_that_goes_away_ends_cleanly_with_recording(tmp_path, mjpeg_url, int8_model):
+    out = tmp_path / "partial.mp4"
+    result = run(
+        "live", "--source", mjpeg_url, "--headless", "--json", "--output", str(out),
+        "--model", str(int8_model),
+    )  # fmt: skip
+    assert result.exit_code == 1
+    error = result.stderr.strip().splitlines()[-1]
+    assert error == f"Error: {mjpeg_url}: stopped delivering frames (disconnected?)"
+    processed = len(result.stdout.splitlines())
+    assert 1 <= processed <= FRAMES
+    assert len(decoded_frames(out)) == processed  # the recording was closed properly
 
 
 def test_newest_frame_source_skips_instead_of_lagging(video):

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from mnist_edge import main
+from tests.test_images import bomb_png
 
 NO_TF_SCRIPT = """
 import json, sys
@@ -21,6 +22,7 @@ import runtime, runtime.bench, runtime.camera, runtime.cli, runtime.images, runt
 after_import = sorted(m for m in sys.modules if m.split(".")[0] in
                       ("tensorflow", "keras", "tf_keras", "trainer", "export"))
 from mnist_edge import main
+from tests.test_images import bomb_png
 try:
     main(["predict", "--json", sys.argv[1]])
 except SystemExit as end:
@@ -159,6 +161,7 @@ def test_bad_inputs_one_line_each_go_on_exit_1(tmp_path, int8_model, sure_digits
     (tmp_path / "batch" / "c_text.jpg").write_text("not an image\n")
     ok, jpeg = cv2.imencode(".jpg", cv2.resize(255 - digit, (200, 200)))
     (tmp_path / "batch" / "d_truncated.jpg").write_bytes(jpeg.tobytes()[: len(jpeg) // 2])
+    bomb_png(tmp_path / "batch" / "e_bomb.png", 30_000, 30_000)
     args = ["batch", "missing.png", "nothing_here", "nomatch*.png"]
 
     result = run("predict", "--json", "--model", str(int8_model), *args)
@@ -169,18 +172,20 @@ def test_bad_inputs_one_line_each_go_on_exit_1(tmp_path, int8_model, sure_digits
         "batch/b_empty.png",
         "batch/c_text.jpg",
         "batch/d_truncated.jpg",
+        "batch/e_bomb.png",
         "missing.png",
         "nothing_here",
         "nomatch*.png",
     }
     for record in records.values():
         assert set(record) == {"path", "error"} and "\n" not in record["error"]
-    assert result.stderr.strip() == "Error: 6 of 7 inputs failed"
+    assert "pixel limit" in records["batch/e_bomb.png"]["error"]
+    assert result.stderr.strip() == "Error: 7 of 8 inputs failed"
 
     table = run("predict", "--model", str(int8_model), *args)
     assert table.exit_code == 1
     rows = table.stdout.splitlines()[1:]
-    assert len(rows) == 7 and sum("error: " in row for row in rows) == 6
+    assert len(rows) == 8 and sum("error: " in row for row in rows) == 7
     assert "Traceback" not in table.output
 
 
