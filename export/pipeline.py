@@ -48,7 +48,7 @@ from trainer.data import Mnist, scale_pixels
 
 CARD_VERSION = 1
 CALIBRATION_SEED = 0
-SMOKE_BATCH = 7  # an odd batch size, to be sure the batch dimension really is dynamic
+SMOKE_BATCH = 7  # test images run at batch 1 and as one odd-sized batch after conversion
 PREPROCESSING = {
     "size": [28, 28],
     "polarity": "white digit on black",
@@ -104,8 +104,11 @@ def converter_output_held_back() -> Iterator[None]:
             os.close(saved)
 
 
-def convert_and_check(model, variant: str, settings: ExportSettings, path: Path) -> None:
-    """Convert one variant into `path`, check its graph from the file and run it."""
+def convert_and_check(
+    model, variant: str, settings: ExportSettings, path: Path, probe: np.ndarray
+) -> None:
+    """Convert one variant into `path`, check its graph from the file, and run it on the
+    `probe` test images at batch 1 and at a larger batch: both must give the same answers."""
     from runtime.classifier import DigitClassifier, ModelError
 
     try:
@@ -127,12 +130,14 @@ def convert_and_check(model, variant: str, settings: ExportSettings, path: Path)
         raise ExportError(f"{variant}: the converted file {'; '.join(problems)}")
     try:
         classifier = DigitClassifier(path)
-        for batch in (1, SMOKE_BATCH):
-            probabilities = classifier.predict(np.zeros((batch, 28, 28), np.float32))
-            if probabilities.shape != (batch, 10) or not np.isfinite(probabilities).all():
-                raise ExportError(f"{variant}: batch {batch} gave {probabilities.shape} output")
+        one_by_one = np.concatenate([classifier.predict(image[None]) for image in probe])
+        batched = classifier.predict(probe)
     except ModelError as error:
         raise ExportError(f"{variant}: the converted file does not load ({error})") from None
+    if batched.shape != (len(probe), 10) or not np.isfinite(batched).all():
+        raise ExportError(f"{variant}: a batch of {len(probe)} gave output {batched.shape}")
+    if not np.array_equal(one_by_one.argmax(axis=1), batched.argmax(axis=1)):
+        raise ExportError(f"{variant}: batch 1 and batch {len(probe)} give different digits")
 
 
 def model_card(variant: str, path: Path, classifier, accuracy: float, source: str) -> dict:
@@ -190,61 +195,27 @@ def tool_versions(backend: str) -> dict[str, str]:
 
 def run_export(options: ExportOptions, data: Mnist) -> dict:
     """Convert, check, evaluate and report; returns the report (also written to `out`)."""
-    from runtime.classifier import DigitClassifier
-
     started = time.perf_counter()
-    say = (lambda *_: None) if options.quiet else click.echo
     model = load_keras_model(options.model_path)
     settings = ExportSettings(int8_io=options.int8_io, show_progress=not options.quiet)
     if any(VARIANTS[v].needs_calibration for v in options.variants):
         settings.calibration_images = stratified_calibration_set(
             data.x_train, data.y_train, options.calibration_samples, CALIBRATION_SEED
         )
+    x_test = scale_pixels(data.x_test)
 
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=options.out))
     try:
         for variant in options.variants:
-            convert_and_check(model, variant, settings, staging / tflite_filename(variant))
-            say(f"{variant}: converted and checked ({VARIANTS[variant].description})")
-
-        x_test, y_test = scale_pixels(data.x_test), data.y_test
-        show = not options.quiet
-        keras_result = evaluate("keras", keras_predict_fn(model), x_test, show)
-        results, classifiers = {"keras": keras_result}, {}
-        for variant in options.variants:
-            classifiers[variant] = DigitClassifier(staging / tflite_filename(variant))
-            results[variant] = evaluate(variant, classifiers[variant].predict, x_test, show)
-
-        rows = [
-            {
-                "name": "keras",
-                "path": str(options.model_path),
-                "size_bytes": options.model_path.stat().st_size,
-                "sha256": sha256_of(options.model_path),
-                **metrics(keras_result, y_test, keras_result),
-            }
-        ]
-        for variant in options.variants:
-            staged = staging / tflite_filename(variant)
-            row = metrics(results[variant], y_test, keras_result)
-            card = model_card(
-                variant, staged, classifiers[variant], row["accuracy"], options.model_path.name
-            )
-            staged.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
-            rows.append(
-                {
-                    "name": variant,
-                    "path": str(options.out / staged.name),
-                    "size_bytes": card["size_bytes"],
-                    "sha256": card["sha256"],
-                    "input_dtype": card["input"]["dtype"],
-                    "output_dtype": card["output"]["dtype"],
-                    "ops": read_graph(staged).op_names,
-                    **row,
-                }
-            )
-        compare_with_float32(rows, results)
-
+            path = staging / tflite_filename(variant)
+            convert_and_check(model, variant, settings, path, x_test[:SMOKE_BATCH])
+            if not options.quiet:
+                click.echo(f"{variant}: converted and checked ({VARIANTS[variant].description})")
+        rows, results = evaluate_all(model, options, staging, x_test, data.y_test)
+        report = build_report(options, data, rows, results)
+        figures = report_files.figures(
+            report, data.x_test, data.y_test, {n: r.probabilities for n, r in results.items()}
+        )
         # Every file is complete and checked: move them into place.
         for variant in options.variants:
             for suffix in (".tflite", ".json"):
@@ -253,12 +224,64 @@ def run_export(options: ExportOptions, data: Mnist) -> dict:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
+    report["export_seconds"] = round(time.perf_counter() - started, 2)
+    report_files.write_json(report, options.out / "report.json")
+    report_files.write_markdown(report, options.out / "report.md")
+    report_files.write_html(report, figures, options.out / "report.html")
+    return report
+
+
+def evaluate_all(
+    model, options: ExportOptions, staging: Path, x_test: np.ndarray, y_test: np.ndarray
+) -> tuple[list[dict], dict]:
+    """Evaluate Keras and every staged file; write each file's card. Returns the report's
+    rows and the raw results by name."""
+    from runtime.classifier import DigitClassifier
+
+    show = not options.quiet
+    keras_result = evaluate("keras", keras_predict_fn(model), x_test, show)
+    results = {"keras": keras_result}
+    rows = [
+        {
+            "name": "keras",
+            "path": str(options.model_path),
+            "size_bytes": options.model_path.stat().st_size,
+            "sha256": sha256_of(options.model_path),
+            **metrics(keras_result, y_test, keras_result),
+        }
+    ]
+    for variant in options.variants:
+        staged = staging / tflite_filename(variant)
+        classifier = DigitClassifier(staged)
+        results[variant] = evaluate(variant, classifier.predict, x_test, show)
+        row = metrics(results[variant], y_test, keras_result)
+        card = model_card(variant, staged, classifier, row["accuracy"], options.model_path.name)
+        staged.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+        rows.append(
+            {
+                "name": variant,
+                "path": str(options.out / staged.name),
+                "size_bytes": card["size_bytes"],
+                "sha256": card["sha256"],
+                "input_dtype": card["input"]["dtype"],
+                "output_dtype": card["output"]["dtype"],
+                "ops": read_graph(staged).op_names,
+                "interpreter": classifier.backend,
+                **row,
+            }
+        )
+    compare_with_float32(rows, results)
+    return rows, results
+
+
+def build_report(options: ExportOptions, data: Mnist, rows: list[dict], results: dict) -> dict:
     # The page compares float32 with int8; with fewer variants, the nearest pair there is.
     a = "float32" if "float32" in results else "keras"
     b = "int8" if "int8" in results else list(results)[-1]
     disagreements = np.flatnonzero(results[a].predictions != results[b].predictions)
     both = "float32" in results and "int8" in results
-    report = {
+    backend = rows[-1].get("interpreter", "-")
+    return {
         "report_version": 1,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source_model": str(options.model_path),
@@ -284,15 +307,8 @@ def run_export(options: ExportOptions, data: Mnist) -> dict:
             "test_size": len(data.y_test),
             "train_size": len(data.y_train),
         },
-        "versions": tool_versions(next(iter(classifiers.values())).backend if classifiers else "-"),
+        "versions": tool_versions(backend),
     }
-    probabilities = {name: r.probabilities for name, r in results.items()}
-    figures = report_files.figures(report, data.x_test, data.y_test, probabilities)
-    report["export_seconds"] = round(time.perf_counter() - started, 2)
-    report_files.write_json(report, options.out / "report.json")
-    report_files.write_markdown(report, options.out / "report.md")
-    report_files.write_html(report, figures, options.out / "report.html")
-    return report
 
 
 def compare_with_float32(rows: list[dict], results: dict) -> None:

@@ -110,7 +110,9 @@ def test_int8_io_option_sets_the_io_dtypes(
 
     settings = ExportSettings(calibration_images, int8_io=io_type, show_progress=False)
     path = tmp_path / "mnist_int8.tflite"
-    convert_and_check(load_keras_model(small_keras_model), "int8", settings, path)
+    convert_and_check(
+        load_keras_model(small_keras_model), "int8", settings, path, calibration_images[:5]
+    )
     graph = read_graph(path)
     assert graph.input_types == [io_type.upper()] and graph.output_types == [io_type.upper()]
     assert integer_only_problems(graph, io_type) == []

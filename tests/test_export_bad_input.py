@@ -115,3 +115,20 @@ def test_export_commands_do_not_import_tensorflow_at_start():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_all_and_export_are_wired_into_mnist_edge(tmp_path):
+    """Through the real entry point: bad inputs stop before training or converting anything."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    for args, fragment in (
+        (["all", "--out", str(blocker / "out")], "cannot create output folder"),
+        (["export", "--variants", "int3", "--out", str(tmp_path / "o")], "unknown variant int3"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "mnist_edge", *args], capture_output=True, text=True
+        )
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert done.stderr.strip().splitlines()[-1].startswith("Error:"), done.stderr
+        assert fragment in done.stderr
+    assert not (tmp_path / "o").exists()
