@@ -120,7 +120,11 @@ def predict(
     inputs = expand_inputs(paths)
     classifier = load_classifier(model, threads, verbose)
     if save_annotated is not None:
-        save_annotated.mkdir(parents=True, exist_ok=True)
+        try:
+            save_annotated.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            reason = f"{save_annotated}: cannot create the folder ({error.strerror})"
+            raise click.ClickException(reason) from None
     width = max(len(item.shown) for item in inputs)
     if not as_json:
         click.echo(f"{'path':<{width}}  {'number':<8}  digits (confidence; ? = weak)")
@@ -143,11 +147,9 @@ def predict(
         if error is not None:
             failed += 1
         if as_json:
-            line = {"path": item.shown, "error": error} if result is None else None
-            if line is None:
-                line = {"path": item.shown, **result.to_json()}
-                if error is not None:
-                    line["error"] = error
+            line = {"path": item.shown, **(result.to_json() if result is not None else {})}
+            if error is not None:
+                line["error"] = error
             click.echo(json.dumps(line))
         else:
             click.echo(table_row(item.shown, width, result, error))
