@@ -189,7 +189,9 @@ def calibration_batches(images: np.ndarray, show_progress: bool) -> Iterator[lis
     if not show_progress:
         yield from batches
         return
-    with click.progressbar(batches, length=len(images), label="int8 calibration") as bar:
+    with click.progressbar(
+        batches, length=len(images), label="int8 calibration", show_pos=True
+    ) as bar:
         yield from bar
 
 
