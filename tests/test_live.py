@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -183,3 +184,14 @@ def test_video_file_source_reads_every_frame_once(video):
         assert source.read() is None
     assert len(read) == len(frames)
     assert all(np.array_equal(a, b) for a, b in zip(read, frames, strict=True))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="DISPLAY is an X11/Wayland thing")
+def test_window_without_display_suggests_headless(video, int8_model, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    result = run("live", "--source", str(video), "--model", str(int8_model))
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "Error: no display to open a window on (DISPLAY is not set); use --headless"
+    ]
