@@ -87,13 +87,13 @@ def ink_is_light(small: np.ndarray) -> bool:
 def paper_background(gray: np.ndarray) -> np.ndarray:
     """The paper's brightness without the ink (dark ink on light paper), same size as `gray`.
 
-    Closing with a box a sixth of the image: strokes narrower than that vanish (even a marker
+    Closing with a box a quarter of the image: strokes narrower than that vanish (even a marker
     on a digit filling the frame), large things (shadows, a gradient) stay. Done at half the
     size, then scaled back up.
     """
     h, w = gray.shape
     small = cv2.resize(gray, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
-    k = max(3, (max(small.shape) // 6) | 1)
+    k = max(3, (max(small.shape) // 4) | 1)
     # Smooth first: the max filter would otherwise pick the noise's peaks and put the paper
     # too bright in dark, noisy places (a shadow), where the paper would then look like ink.
     small = cv2.blur(small, (5, 5))
@@ -173,6 +173,38 @@ def _stretch(ink: np.ndarray, low: float) -> np.ndarray:
         return np.zeros_like(ink)
     high = max(float(np.percentile(strokes, 70)), low + 0.05)
     return np.clip((ink - low) / (high - low), 0.0, 1.0)
+
+
+def ruled_lines(weak: np.ndarray) -> np.ndarray:
+    """Thin straight lines (ruled or grid paper, table edges) in a binary ink mask: a mask.
+
+    A line is a run at least a quarter of the image long (tilted by up to ~2 degrees) made of
+    ink at most 3 pixels thick; digits' strokes are shorter or thicker. Where a line crosses a
+    stroke (ink right above and right below it) the pixels are not counted as line, so the
+    digit is not cut in two.
+    """
+    h, w = weak.shape
+    lines = np.zeros_like(weak)
+    for run_kernel, band_kernel, thick_kernel in (
+        ((max(16, w // 4), 1), (1, 3), (max(4, w // 16), 4)),  # horizontal
+        ((1, max(16, h // 4)), (3, 1), (4, max(4, h // 16))),  # vertical
+    ):
+        # Thickened across first, so a slightly tilted line still makes one long run.
+        band = cv2.dilate(weak, _kernel(*band_kernel))
+        run = cv2.morphologyEx(band, cv2.MORPH_OPEN, _kernel(*run_kernel))
+        if not run.any():
+            continue
+        thick = cv2.morphologyEx(weak, cv2.MORPH_OPEN, _kernel(*thick_kernel))
+        lines |= run & weak & ~thick
+    if not lines.any():
+        return lines
+    rest = weak & ~lines & 1
+    # A crossing: ink within 3 pixels above and below (left and right for vertical lines).
+    up = cv2.dilate(rest, _kernel(1, 4), anchor=(0, 3))
+    down = cv2.dilate(rest, _kernel(1, 4), anchor=(0, 0))
+    left = cv2.dilate(rest, _kernel(4, 1), anchor=(3, 0))
+    right = cv2.dilate(rest, _kernel(4, 1), anchor=(0, 0))
+    return lines & ~((up & down) | (left & right)) & 1
 
 
 def _components(strong: np.ndarray, weak: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -264,6 +296,39 @@ def _merge_pieces(boxes: np.ndarray) -> list[list[int]]:
     return list(groups.values())
 
 
+def _attach_small_pieces(
+    regions: list[tuple[tuple[int, int, int, int], np.ndarray]],
+) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+    """Join a small piece to the nearest bigger region it (almost) touches.
+
+    The bar of a 5 drawn apart from its body, or a 4 whose strokes do not meet, sits beside
+    its digit rather than over it. Each small piece goes to one region only, so a piece
+    between two digits never glues them together.
+    """
+    regions = sorted(regions, key=lambda r: r[0][3])
+    i = 0
+    while i < len(regions):
+        (x, y, w, h), ids = regions[i]
+        best, best_gap = None, None
+        for j in range(i + 1, len(regions)):
+            (bx, by, bw, bh), _ = regions[j]
+            if max(w, h) >= 0.6 * bh:  # not small next to that digit's height
+                continue
+            gap = max(bx - (x + w), x - (bx + bw), by - (y + h), y - (by + bh), 0)
+            if gap <= 0.25 * bh and (best_gap is None or gap < best_gap):
+                best, best_gap = j, gap
+        if best is None:
+            i += 1
+            continue
+        (bx, by, bw, bh), bids = regions.pop(best)
+        x1, y1 = min(x, bx), min(y, by)
+        x2, y2 = max(x + w, bx + bw), max(y + h, by + bh)
+        regions[i] = ((x1, y1, x2 - x1, y2 - y1), np.concatenate([ids, bids]))
+        regions.sort(key=lambda r: r[0][3])
+        i = 0
+    return regions
+
+
 def _root(parent: list[int], i: int) -> int:
     while parent[i] != i:
         parent[i] = parent[parent[i]]
@@ -310,7 +375,7 @@ def find_digit_crops(
             return [((0, 0, w, h), gray.astype(np.float32) / 255.0)]
         return [((0, 0, w, h), to_mnist_28x28(gray))]
     page = ink_page(gray)
-    labels, regions = digit_regions(page.ink)
+    labels, regions = digit_regions(page)
     results = []
     for i in reading_order([box for box, _ in regions]):
         box, ids = regions[i]
@@ -324,6 +389,7 @@ class InkPage:
     def __init__(self, gray: np.ndarray, work: np.ndarray, paper: np.ndarray, scale: float):
         self.gray, self.work, self.paper, self.scale = gray, work, paper, scale
         self.ink = relative_ink(work, paper)
+        self.not_lines: np.ndarray | None = None  # 0 on ruled lines (set by digit_regions)
 
     def frame_box(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         """A work-copy box (x, y, w, h) in frame pixels."""
@@ -351,6 +417,8 @@ class InkPage:
         mine[ids] = 1
         mine = mine[np.minimum(labels[ya:yb, xa:xb], len(mine) - 1)]
         mine = cv2.dilate(mine, _kernel(5, 5))
+        if self.not_lines is not None:
+            mine &= self.not_lines[ya:yb, xa:xb]
         paper = self.paper[ya:yb, xa:xb]
         if max(bw, bh) >= 2 * STROKE_BOX or self.scale == 1.0:
             return _stretch(relative_ink(self.work[ya:yb, xa:xb], paper) * mine, MIN_INK / 2)
@@ -380,16 +448,21 @@ def ink_page(gray: np.ndarray) -> InkPage:
 
 
 def digit_regions(
-    ink: np.ndarray,
+    page: InkPage,
 ) -> tuple[np.ndarray, list[tuple[tuple[int, int, int, int], np.ndarray]]]:
-    """Threshold the ink, drop junk, merge pieces: (labels, [(box, label ids)]) per digit."""
-    ink8 = (ink * 255).astype(np.uint8)
+    """Threshold the ink, drop lines and junk, merge pieces: (labels, [(box, label ids)])."""
+    ink8 = (page.ink * 255).astype(np.uint8)
     otsu, _ = cv2.threshold(ink8, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     # Otsu's level separates ink from paper when there is ink; on a blank page it splits the
     # noise, hence the floor. The cap keeps faint digits next to bold ones.
     strong_level = min(max(otsu / 255.0, STRONG_INK), 0.5)
     weak = (ink8 > MIN_INK * 255).astype(np.uint8)
     strong = (ink8 > strong_level * 255).astype(np.uint8)
+    lines = ruled_lines(weak)
+    if lines.any():
+        page.not_lines = 1 - lines
+        weak &= page.not_lines
+        strong &= page.not_lines
     labels, comps = _components(strong, weak)
     comps = _drop_junk(comps, labels) if len(comps) else comps
     if len(comps) == 0:
@@ -400,6 +473,7 @@ def digit_regions(
         x1, y1 = part[:, 0].min(), part[:, 1].min()
         x2, y2 = (part[:, 0] + part[:, 2]).max(), (part[:, 1] + part[:, 3]).max()
         regions.append(((int(x1), int(y1), int(x2 - x1), int(y2 - y1)), part[:, 5]))
+    regions = _attach_small_pieces(regions)
     # Far smaller than the biggest digit: a dot, a dash, leftover dirt.
     tallest = max(max(b[2], b[3]) for b, _ in regions)
-    return labels, [(b, ids) for b, ids in regions if max(b[2], b[3]) >= 0.3 * tallest]
+    return labels, [(b, ids) for b, ids in regions if max(b[2], b[3]) >= 0.4 * tallest]
