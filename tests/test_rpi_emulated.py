@@ -22,7 +22,7 @@ import pytest
 from export.rpi import emulate
 from tests.synthetic import camera_frame, write_video
 
-TOLERANCE = 1 / 256  # one step of the int8 output scale
+TOLERANCE = 1 / 256 + 1e-4  # one step of the int8 output scale, plus the JSON's rounding
 N_FRAMES = 6
 
 
@@ -76,7 +76,8 @@ def x86(repo_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def answers(stdout: str) -> list[tuple[str, list[tuple[int, float]]]]:
-    """Each JSON line's text and (digit, confidence) pairs; paths and timings left out."""
+    """Each JSON line's text and (digit, confidence) pairs. Not the boxes: OpenCV's arm64 and
+    x86 builds differ in a few pixels, which moved 2 of 107 boxes in a trial, not the digits."""
     lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     return [(ln["text"], [(d["digit"], d["confidence"]) for d in ln["digits"]]) for ln in lines]
 
