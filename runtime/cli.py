@@ -301,6 +301,12 @@ def live(
     help="Time the live loop on this video instead of a synthetic one.",
 )
 @click.option(
+    "--video-size",
+    default="640x480",
+    show_default=True,
+    help="Width x height of the synthetic video (decoding costs more at 1280x720).",
+)
+@click.option(
     "--repeats",
     type=click.IntRange(min=5),
     default=200,
@@ -314,6 +320,7 @@ def bench(
     threads: int | None,
     frame_path: Path | None,
     video: Path | None,
+    video_size: str,
     repeats: int,
     verbose: bool,
 ) -> None:
@@ -327,6 +334,9 @@ def bench(
     """
     from runtime.bench import format_table, run_benchmarks, synthetic_frame
 
+    width, _, height = video_size.lower().partition("x")
+    if not (width.isdigit() and height.isdigit() and int(width) >= 64 and int(height) >= 64):
+        raise click.BadParameter(f"{video_size!r} is not WIDTHxHEIGHT", param_hint="--video-size")
     classifier = load_classifier(model, threads, verbose)
     try:
         frame = synthetic_frame() if frame_path is None else read_image(frame_path)
@@ -337,5 +347,7 @@ def bench(
             open_source(str(video)).close()  # a clear error before anything is timed
         except CameraError as error:
             raise click.ClickException(str(error)) from None
-    results = run_benchmarks(classifier, frame, video=video, repeats=repeats)
+    results = run_benchmarks(
+        classifier, frame, video=video, video_size=(int(height), int(width)), repeats=repeats
+    )
     click.echo(json.dumps(results) if as_json else format_table(results))
