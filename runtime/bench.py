@@ -111,6 +111,7 @@ def run_benchmarks(
     frame: np.ndarray,
     video: Path | None = None,
     video_size: tuple[int, int] = FRAME_SIZE,
+    video_frames: int = 150,
     repeats: int = 200,
     video_repeats: int = 5,
 ) -> dict:
@@ -138,7 +139,7 @@ def run_benchmarks(
     synthetic = video is None
     with tempfile.TemporaryDirectory() as tmp:
         if synthetic:
-            video = synthetic_video(Path(tmp) / "bench.mp4", size=video_size)
+            video = synthetic_video(Path(tmp) / "bench.mp4", video_frames, size=video_size)
         decode = [decode_seconds(video) for _ in range(video_repeats)]
         live = [live_seconds(video, classifier) for _ in range(video_repeats)]
         with VideoFileSource(video) as source:

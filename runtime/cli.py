@@ -307,6 +307,13 @@ def live(
     help="Width x height of the synthetic video (decoding costs more at 1280x720).",
 )
 @click.option(
+    "--video-frames",
+    type=click.IntRange(min=1),
+    default=150,
+    show_default=True,
+    help="Length of the synthetic video.",
+)
+@click.option(
     "--repeats",
     type=click.IntRange(min=5),
     default=200,
@@ -321,6 +328,7 @@ def bench(
     frame_path: Path | None,
     video: Path | None,
     video_size: str,
+    video_frames: int,
     repeats: int,
     verbose: bool,
 ) -> None:
@@ -348,6 +356,11 @@ def bench(
         except CameraError as error:
             raise click.ClickException(str(error)) from None
     results = run_benchmarks(
-        classifier, frame, video=video, video_size=(int(height), int(width)), repeats=repeats
+        classifier,
+        frame,
+        video=video,
+        video_size=(int(height), int(width)),
+        video_frames=video_frames,
+        repeats=repeats,
     )
     click.echo(json.dumps(results) if as_json else format_table(results))
