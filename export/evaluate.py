@@ -35,8 +35,10 @@ class Evaluation:
 
 
 def keras_predict_fn(model) -> Callable[[np.ndarray], np.ndarray]:
-    """Keras's own batched call, without the `predict` loop's per-call overhead."""
-    return lambda x: np.asarray(model.predict_on_batch(x), dtype=np.float32)
+    """Keras's own batched call, without the `predict` loop's per-call overhead; images are
+    reshaped to the model's input ([N, 28, 28] or [N, 784])."""
+    shape = tuple(model.inputs[0].shape[1:])
+    return lambda x: np.asarray(model.predict_on_batch(x.reshape(len(x), *shape)), dtype=np.float32)
 
 
 def evaluate(

@@ -262,3 +262,27 @@ def test_max_drop_gate_exits_1_after_writing_everything(
     assert {"mnist_int8.tflite", "mnist_float32.tflite", *REPORT_FILES} <= {
         p.name for p in out.iterdir()
     }
+
+
+def test_a_784_input_model_exports_too(small_keras_model, mnist_data_dir, exported, tmp_path):
+    """Flattening done in preprocessing: the same weights behind a [N, 784] input."""
+    import keras
+
+    trained = keras.saving.load_model(small_keras_model)
+    flat = keras.Sequential(
+        [keras.Input((784,)), keras.layers.Dense(128, "relu"), keras.layers.Dense(10, "softmax")]
+    )
+    flat.set_weights(trained.get_weights())
+    model_path = tmp_path / "flat.keras"
+    flat.save(model_path)
+    out = tmp_path / "out"
+    result = run_export(
+        "--model", str(model_path), "--out", str(out), "--data-dir", str(mnist_data_dir),
+        "--variants", "float32",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "mnist_float32.json").read_text())
+    assert card["input"]["shape"] == [-1, 784]
+    assert minimal_graph_problems(read_graph(out / "mnist_float32.tflite")) == []
+    reference = json.loads((exported / "mnist_float32.json").read_text())
+    assert card["test_accuracy"] == reference["test_accuracy"]  # the same function
