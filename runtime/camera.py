@@ -134,9 +134,14 @@ class LatestFrameSource(FrameSource):
 
     def __init__(self, device: int | str, name: str) -> None:
         self.name = name
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS]
-        params += [cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(FRAME_TIMEOUT_S * 1000)]
-        capture = cv2.VideoCapture(device, cv2.CAP_ANY, params)
+        if isinstance(device, int):
+            capture = cv2.VideoCapture(device)
+        else:
+            # Timeouts for a stream that does not answer. Only for URLs: some camera backends
+            # refuse to open with parameters they do not know.
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS]
+            params += [cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(FRAME_TIMEOUT_S * 1000)]
+            capture = cv2.VideoCapture(device, cv2.CAP_FFMPEG, params)
         if not capture.isOpened():
             capture.release()
             what = "no such camera or no permission" if isinstance(device, int) else "no answer"
