@@ -155,6 +155,8 @@ def even_out_stroke(big: np.ndarray) -> np.ndarray:
     mask = (big > 0.5).astype(np.uint8)
     if mask.sum() < 4:
         return big
+    # Padded: the tight crop's own edges are not paper to the distance transform.
+    mask = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
     # Mean distance to the stroke's edge, doubled: the typical pen width in pixels.
     width = 2.0 * float(cv2.distanceTransform(mask, cv2.DIST_L2, 3)[mask > 0].mean())
     if width < STROKE_TOO_THIN:
@@ -265,10 +267,10 @@ def _drop_junk(comps: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def _merge_pieces(boxes: np.ndarray) -> list[list[int]]:
-    """Group the pieces of one digit: pieces over each other (strong overlap in x) and close.
+    """Group the pieces of one digit: pieces over each other, or corner to corner, and close.
 
-    Side-by-side neighbours hardly overlap in x and are never merged; two digits of different
-    lines overlap in x but are equally tall and separated by a gap, so they stay apart too.
+    Side-by-side neighbours share their rows and are never merged; two digits of different
+    lines overlap in x but are separated by a gap, so they stay apart too.
     """
     n = len(boxes)
     parent = list(range(n))
@@ -283,11 +285,16 @@ def _merge_pieces(boxes: np.ndarray) -> list[list[int]]:
         stacked = overlap_x > 0.5 * narrow
         # A small piece (the bar of a 5) may be further away than a half of a broken digit.
         close = (
-            (gap_y < 0)
+            (gap_y < 0.2 * tall)  # a stroke broken by a thin gap (lines are further apart)
             | ((gap_y < 0.25 * tall) & (short < 0.7 * tall))
             | ((gap_y < 0.5 * tall) & (short < 0.35 * tall))
         )
-        for i, j in zip(*np.nonzero(np.triu(stacked & close, 1)), strict=True):
+        # A slanted stroke broken in two: one piece above the other, shifted sideways, their
+        # boxes meeting at a corner.
+        corner = (-overlap_x < 0.05 * tall) & (gap_y > -0.3 * short) & (gap_y < 0.2 * tall)
+        close &= stacked
+        close |= corner
+        for i, j in zip(*np.nonzero(np.triu(close, 1)), strict=True):
             ri, rj = _root(parent, int(i)), _root(parent, int(j))
             parent[max(ri, rj)] = min(ri, rj)
     groups: dict[int, list[int]] = {}
