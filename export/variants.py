@@ -70,16 +70,19 @@ def dense_layers(model, path: Path | str = "model") -> list:
     if shape not in ((28, 28), (PIXELS,)):
         shown = "x".join(str(d) for d in shape)
         raise ExportError(f"{path}: model input is {shown}, expected 28x28 or 784 pixels")
-    dense = []
+    dense, flat = [], shape == (PIXELS,)
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Dense):
+        if isinstance(layer, keras.layers.Flatten):
+            flat = True
+        elif isinstance(layer, keras.layers.Dense):
+            if not flat:  # a Dense on [28, 28] works per row: not what a reshape computes
+                raise ExportError(f"{path}: Dense layer {layer.name!r} comes before a Flatten")
             dense.append(layer)
-        elif not isinstance(layer, (keras.layers.InputLayer, keras.layers.Flatten)):
-            if not isinstance(layer, keras.layers.Dropout):  # a no-op at inference
-                raise ExportError(
-                    f"{path}: layer {layer.name!r} ({type(layer).__name__}) is not supported; "
-                    "export handles Flatten + Dense models"
-                )
+        elif not isinstance(layer, (keras.layers.InputLayer, keras.layers.Dropout)):
+            raise ExportError(  # Dropout is a no-op at inference
+                f"{path}: layer {layer.name!r} ({type(layer).__name__}) is not supported; "
+                "export handles Flatten + Dense models"
+            )
     if not dense or dense[-1].units != NUM_CLASSES:
         raise ExportError(f"{path}: the last Dense layer must have {NUM_CLASSES} units")
     return dense
@@ -95,7 +98,11 @@ def inference_function(model):
     import tensorflow as tf
 
     layers = [
-        (tf.constant(layer.kernel.numpy()), tf.constant(layer.bias.numpy()), layer.activation)
+        (
+            tf.constant(layer.kernel.numpy()),
+            tf.constant(layer.bias.numpy() if layer.use_bias else np.zeros(layer.units, "f4")),
+            layer.activation,
+        )
         for layer in dense_layers(model)
     ]
     spec = tf.TensorSpec([None, *model_input_shape(model)], tf.float32, name="pixels")

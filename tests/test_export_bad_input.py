@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -132,3 +133,21 @@ def test_all_and_export_are_wired_into_mnist_edge(tmp_path):
         assert done.stderr.strip().splitlines()[-1].startswith("Error:"), done.stderr
         assert fragment in done.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_models_export_cannot_convert_faithfully_are_refused():
+    import keras
+
+    from export.variants import ExportError, dense_layers
+
+    refused = {
+        "comes before a Flatten": [keras.Input((28, 28)), keras.layers.Dense(10)],
+        "(Conv1D) is not supported": [keras.Input((28, 28)), keras.layers.Conv1D(4, 3)],
+        "must have 10 units": [keras.Input((784,)), keras.layers.Dense(12)],
+    }
+    for message, layers in refused.items():
+        with pytest.raises(ExportError, match=re.escape(message)):
+            dense_layers(keras.Sequential(layers), "m.keras")
+    accepted = [keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dropout(0.2)]
+    accepted += [keras.layers.Dense(16, use_bias=False), keras.layers.Dense(10)]
+    assert [layer.units for layer in dense_layers(keras.Sequential(accepted))] == [16, 10]
