@@ -139,7 +139,7 @@ def x86_live(live_args, repo_root) -> str:
     return done.stdout
 
 
-@pytest.mark.parametrize("board", ["pi4", "pi5"])
+@pytest.mark.parametrize("board", ["pi4", "pi5", "pi3"])
 def test_predict_on_the_pi_matches_x86(pi, board, predict_args, digit_images, x86_predict) -> None:
     venv, root = pi
     on_pi = emulate.run(venv, ["mnist-edge", *predict_args, "--threads", "4"], root, board)
@@ -148,7 +148,7 @@ def test_predict_on_the_pi_matches_x86(pi, board, predict_args, digit_images, x8
     assert_same_answers(on_pi.stdout, x86_predict, len(digit_images))
 
 
-@pytest.mark.parametrize("board", ["pi4", "pi5"])
+@pytest.mark.parametrize("board", ["pi4", "pi5", "pi3"])
 def test_live_on_the_pi_matches_x86(pi, board, live_args, x86_live) -> None:
     venv, root = pi
     on_pi = emulate.run(venv, ["mnist-edge", *live_args, "--threads", "4"], root, board)

@@ -2,10 +2,10 @@
 
 No Pi here, so this builds the closest thing: Debian Bookworm's arm64 python3.11 (the Python of
 64-bit Raspberry Pi OS) unpacked into a folder, the aarch64 wheels pinned in the bundle, and
-qemu-aarch64-static running the two as a Pi 4 (Cortex-A72) or a Pi 5 (Cortex-A76):
+qemu-aarch64-static running the two as a Pi 4 (Cortex-A72), Pi 5 (Cortex-A76) or Pi 3 (A53):
 
 - qemu emulates the board's own CPU (`-cpu cortex-a72`), so the CPU features LiteRT picks its
-  kernels by are a Pi's; qemu's default CPU has SVE2, where LiteRT's int8 answers are wrong.
+  kernels by are a Pi's. (With qemu's default CPU, which has SVE, LiteRT's int8 answers are wrong.)
 - LiteRT reads /proc/cpuinfo too; under qemu-user that is the x86 host's file and LiteRT
   crashes on it. Each command runs in a private mount namespace (`unshare -m`) with the
   board's cpuinfo (Pi 4: 4x Cortex-A72, CPU part 0xd08) bind-mounted over /proc/cpuinfo.
@@ -14,7 +14,8 @@ qemu-aarch64-static running the two as a Pi 4 (Cortex-A72) or a Pi 5 (Cortex-A76
   Python), then pip 23.0.1 (the pip of Bookworm's venvs) run from its wheel.
 
 The root, the wheels and pip are cached under ~/.cache/mnist-edge/rpi ($MNIST_EDGE_CACHE).
-The first run downloads about 90 MB (Debian packages and wheels); later runs are offline.
+The first run downloads about 96 MB (arm64 package lists, 33 Debian packages, the wheels);
+later runs are offline.
 
     python -m export.rpi.emulate prepare dist/mnist-edge-rpi.tar.gz
     python -m export.rpi.emulate install dist/mnist-edge-rpi.tar.gz /tmp/pi
@@ -60,23 +61,30 @@ class Board:
     features: str
     model: str
     code: str
+    bogomips: str = "108.00"
 
     def cpuinfo(self) -> str:
         core = (
-            "processor\t: {n}\nBogoMIPS\t: 108.00\nFeatures\t: {f}\nCPU implementer\t: 0x41\n"
+            "processor\t: {n}\nBogoMIPS\t: {b}\nFeatures\t: {f}\nCPU implementer\t: 0x41\n"
             "CPU architecture: 8\nCPU variant\t: {v}\nCPU part\t: {p}\nCPU revision\t: {r}\n"
         )
         cores = [
-            core.format(n=n, f=self.features, v=self.variant, p=self.part, r=self.revision)
+            core.format(
+                n=n, b=self.bogomips, f=self.features, v=self.variant, p=self.part, r=self.revision
+            )
             for n in range(4)
         ]
         board = f"Revision\t: {self.code}\nSerial\t\t: 10000000a1b2c3d4\nModel\t\t: {self.model}\n"
         return "\n".join([*cores, board])
 
 
-# qemu's default "max" CPU has SVE2; LiteRT's int8 kernels then give wrong answers under qemu 7.2
-# (every digit a 5), so the CPU is always the board's own: a Pi has no SVE.
+# Under qemu 7.2's default "max" CPU (SVE, SVE2, i8mm...) LiteRT's int8 answers are wrong (every
+# digit a 5; right again with sve=off), so qemu always emulates the board's own CPU: no SVE.
 BOARDS = {
+    "pi3": Board(
+        "cortex-a53", "0xd03", "0x0", 4, "fp asimd evtstrm crc32 cpuid",
+        "Raspberry Pi 3 Model B Rev 1.2", "a02082", "38.40",
+    ),
     "pi4": Board(
         "cortex-a72", "0xd08", "0x0", 3, "fp asimd evtstrm crc32 cpuid",
         "Raspberry Pi 4 Model B Rev 1.1", "c03111",
