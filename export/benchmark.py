@@ -4,9 +4,11 @@
                                [--export-repeats 3] [--data-dir DIR] [--json FILE]
 
 1. The 10,000 test images through the int8 file, two ways, alternating, `--repeats` rounds:
-   - batched: `DigitClassifier.predict`, 1,000 images per call, as `mnist-edge export` does;
+   - batched: `DigitClassifier.predict`, 1,000 images per call, as `mnist-edge export` does,
+     on the uint8 test images as they are stored (the wrapper quantizes them with a table);
    - per image: the loop of TensorFlow's post-training integer quantization tutorial, one
-     `set_tensor` / `invoke` / `get_tensor` per image on an interpreter allocated for batch 1.
+     `set_tensor` / `invoke` / `get_tensor` per image on an interpreter allocated for batch 1,
+     on the images already scaled to [0, 1] as in the tutorial (scaling not timed).
    Both must give the same predictions; medians and their ratio are printed.
 2. The whole `mnist-edge export` (four variants and the report) as a fresh process,
    `--export-repeats` times, into a temporary folder; median wall time.
@@ -114,10 +116,10 @@ def main(
     """Time batched vs per-image evaluation of the int8 file, and the whole export."""
     data = load_data_or_exit(data_dir, False)
     images = scale_pixels(data.x_test)
-    batched(model_path, images[:256])  # warm-up: imports, first allocation
+    batched(model_path, data.x_test[:256])  # warm-up: imports, first allocation
     times = {"batched": [], "per_image_loop": []}
     for _ in range(repeats):
-        seconds, fast = timed(batched, model_path, images)
+        seconds, fast = timed(batched, model_path, data.x_test)
         times["batched"].append(seconds)
         seconds, slow = timed(tutorial_loop, model_path, images)
         times["per_image_loop"].append(seconds)

@@ -211,7 +211,7 @@ def run_export(options: ExportOptions, data: Mnist) -> dict:
             convert_and_check(model, variant, settings, path, x_test[:SMOKE_BATCH])
             if not options.quiet:
                 click.echo(f"{variant}: converted and checked ({VARIANTS[variant].description})")
-        rows, results = evaluate_all(model, options, staging, x_test, data.y_test)
+        rows, results = evaluate_all(model, options, staging, data.x_test, data.y_test)
         report = build_report(options, data, rows, results)
         figures = report_files.figures(
             report, data.x_test, data.y_test, {n: r.probabilities for n, r in results.items()}
@@ -234,12 +234,17 @@ def run_export(options: ExportOptions, data: Mnist) -> dict:
 def evaluate_all(
     model, options: ExportOptions, staging: Path, x_test: np.ndarray, y_test: np.ndarray
 ) -> tuple[list[dict], dict]:
-    """Evaluate Keras and every staged file; write each file's card. Returns the report's
-    rows and the raw results by name."""
+    """Evaluate Keras and every staged file on the uint8 test images; write each file's card.
+    Returns the report's rows and the raw results by name.
+
+    Keras gets the images scaled to [0, 1]; the TFLite files get the uint8 grey levels, which
+    the runtime's wrapper scales (float files) or quantizes through a lookup table (int8)
+    to exactly the same inputs, the way it feeds camera crops on a device.
+    """
     from runtime.classifier import DigitClassifier
 
     show = not options.quiet
-    keras_result = evaluate("keras", keras_predict_fn(model), x_test, show)
+    keras_result = evaluate("keras", keras_predict_fn(model), scale_pixels(x_test), show)
     results = {"keras": keras_result}
     rows = [
         {

@@ -17,12 +17,13 @@ import json
 from collections import OrderedDict
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 NUM_CLASSES = 10
 IMAGE_SIZE = 28
 DEFAULT_LABELS = [str(d) for d in range(NUM_CLASSES)]
-LARGEST_BATCH = 256  # bigger batches gain little throughput on this model and cost memory
+LARGEST_BATCH = 1024  # one invoke per 1,000-image chunk; bigger gains nothing here
 CACHED_BATCH_SIZES = 8  # allocated interpreters kept, one per batch size recently used
 TFLITE_IDENTIFIER = b"TFL3"  # bytes 4..8 of every TFLite flatbuffer
 
@@ -118,6 +119,11 @@ class DigitClassifier:
         self.input_dtype, self.output_dtype = np.dtype(inp["dtype"]), np.dtype(out["dtype"])
         self.input_quantization = (float(inp["quantization"][0]), int(inp["quantization"][1]))
         self.output_quantization = (float(out["quantization"][0]), int(out["quantization"][1]))
+        if self.input_dtype != np.float32:
+            grey_levels = np.arange(256, dtype=np.float32) / np.float32(255)
+            scale, zero_point = self.input_quantization
+            table = quantize_input(grey_levels, scale, zero_point, self.input_dtype)
+            self._grey_level_table = table
 
     @staticmethod
     def _read_flatbuffer(path: Path) -> bytes:
@@ -162,11 +168,26 @@ class DigitClassifier:
         return interpreter
 
     def _input_tensor(self, images: np.ndarray) -> np.ndarray:
+        if images.dtype == np.uint8:
+            return self._input_tensor_from_grey_levels(images)
         x = images.reshape((len(images), *self.input_shape))
         if self.input_dtype == np.float32:
             return x.astype(np.float32, copy=False)
         scale, zero_point = self.input_quantization
         return quantize_input(x, scale, zero_point, self.input_dtype)
+
+    def _input_tensor_from_grey_levels(self, images: np.ndarray) -> np.ndarray:
+        """uint8 grey levels (value / 255 is the pixel) through a 256-entry table.
+
+        Exactly what quantizing `images / 255` gives, several times faster: MNIST and camera
+        crops are 8-bit, and an int8 input at scale 1/255 has exactly 256 levels anyway.
+        """
+        flat = images.reshape(len(images), -1)
+        if self.input_dtype == np.float32:
+            x = flat.astype(np.float32) / np.float32(255)  # as the training pipeline scales
+        else:
+            x = cv2.LUT(flat, self._grey_level_table)
+        return x.reshape((len(images), *self.input_shape))
 
     def _invoke(self, x: np.ndarray) -> np.ndarray:
         interpreter = self._interpreter_for(len(x))
@@ -175,8 +196,14 @@ class DigitClassifier:
         return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities [N, 10] for float images [N, 28, 28] (or one [28, 28]) in [0, 1]."""
-        images = np.asarray(images, dtype=np.float32)
+        """Probabilities [N, 10] for images [N, 28, 28] (or one [28, 28]), white digit on black.
+
+        Float images are pixels in [0, 1]; uint8 images are grey levels 0..255 (the pixel is
+        value / 255), the cheaper form for MNIST files and camera crops.
+        """
+        images = np.asarray(images)
+        if images.dtype != np.uint8:
+            images = images.astype(np.float32, copy=False)
         if images.shape[-2:] == (IMAGE_SIZE, IMAGE_SIZE) and images.ndim == 2:
             images = images[None]
         if images.ndim < 2 or np.prod(images.shape[1:]) != IMAGE_SIZE * IMAGE_SIZE:

@@ -47,7 +47,7 @@ def test_int8_model_reads_and_batches(int8_model, test_images):
     assert classifier.input_shape in ((28, 28), (784,))
     assert classifier.labels == [str(d) for d in range(10)]
 
-    batched = classifier.predict(x)  # 600 images: two full batches of 256 and one of 88
+    batched = classifier.predict(x)
     assert batched.shape == (600, 10) and batched.dtype == np.float32
     assert np.all(batched >= 0) and np.allclose(batched.sum(axis=1), 1.0, atol=0.05)
     assert np.mean(batched.argmax(axis=1) == y) > 0.95
@@ -133,3 +133,21 @@ def test_runtime_wrapper_imports_no_tensorflow(int8_model):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["ai_edge_litert", "[]"]
+
+
+def test_uint8_grey_levels_give_exactly_the_float_results(repo_root, int8_model, mnist):
+    grey = mnist.x_test[:300]
+    for path in (int8_model, repo_root / "models" / "mnist_float32.tflite"):
+        classifier = DigitClassifier(path)
+        from_floats = classifier.predict(grey.astype(np.float32) / 255)
+        assert np.array_equal(classifier.predict(grey), from_floats), path.name
+
+
+def test_batches_larger_than_one_invoke_are_split(int8_model, mnist, monkeypatch):
+    import runtime.classifier
+
+    classifier = DigitClassifier(int8_model)
+    whole = classifier.predict(mnist.x_test[:100])
+    monkeypatch.setattr(runtime.classifier, "LARGEST_BATCH", 32)  # 100 = 3 x 32 + 4
+    assert np.array_equal(classifier.predict(mnist.x_test[:100]), whole)
+    assert {32, 4} <= set(classifier._interpreters)
