@@ -5,12 +5,16 @@ venv of Debian Bookworm's aarch64 Python 3.11 with the pinned aarch64 wheels, un
 qemu-aarch64-static with a Raspberry Pi 4 /proc/cpuinfo (export/rpi/emulate.py). Then the
 same `predict` and `live` commands run there and on this machine; the digits must be the same
 and the confidences within 1/256. Skipped, with the reason, where qemu-user-static, root or the
-package registries are missing. The first run downloads about 90 MB into ~/.cache/mnist-edge.
+package registries are missing. The first run downloads about 96 MB into ~/.cache/mnist-edge.
+
+install.sh itself (not its replay) runs on this machine too, with pip reading this machine's
+wheels of the same pins from the cache (another ~100 MB on the first run).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -154,3 +158,37 @@ def test_live_on_the_pi_matches_x86(pi, board, live_args, x86_live) -> None:
     on_pi = emulate.run(venv, ["mnist-edge", *live_args, "--threads", "4"], root, board)
     assert on_pi.returncode == 0, on_pi.stderr
     assert_same_answers(on_pi.stdout, x86_live, N_FRAMES)
+
+
+def test_install_sh_itself_installs_the_bundle_here(bundle_dir, digit_images, x86_predict) -> None:
+    """The very script a Pi user runs, on this machine: venv, pinned wheels, then the project."""
+    pins = emulate.requirement_lines(bundle_dir / "requirements-rpi.txt")
+    try:
+        wheels = emulate.download_wheels(pins, aarch64=False)
+    except emulate.Unavailable as reason:
+        pytest.skip(f"cannot fetch this machine's wheels of the pins: {reason}")
+    venv = bundle_dir / "venv"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # this Python 3
+    env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheels), PIP_DISABLE_PIP_VERSION_CHECK="1")
+    done = subprocess.run(["./install.sh"], cwd=bundle_dir, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "mnist-edge, version" in done.stdout
+    listed = subprocess.run(
+        [venv / "bin" / "python", "-m", "pip", "list", "--format=json"],
+        capture_output=True,
+        text=True,
+    )
+    names = {item["name"].lower() for item in json.loads(listed.stdout)}
+    assert "opencv-python-headless" in names and "mnist-edge" in names
+    assert not names & {"opencv-python", "tensorflow", "keras"}
+    args = ["predict", "--json", "--model", "models/mnist_int8.tflite", *map(str, digit_images)]
+    run = subprocess.run(
+        [venv / "bin" / "mnist-edge", *args],
+        cwd=bundle_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert_same_answers(run.stdout, x86_predict, len(digit_images))

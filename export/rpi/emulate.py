@@ -26,6 +26,7 @@ later runs are offline.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -163,17 +164,20 @@ def requirement_lines(*files: Path) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-def download_wheels(requirements: list[str], cache: Path = CACHE_DIR) -> Path:
-    """The aarch64 cp311 wheels of `requirements` and pip's own wheel, in one cached folder."""
-    wheels = cache / "wheels"
+def download_wheels(requirements: list[str], cache: Path = CACHE_DIR, aarch64: bool = True) -> Path:
+    """The wheels of `requirements` and pip's own, in one cached folder: aarch64 cp311 ones for
+    the emulated Pi, or (aarch64=False) this machine's and Python's, to run install.sh here."""
+    wheels = cache / ("wheels" if aarch64 else f"wheels-{platform.machine()}")
     wheels.mkdir(parents=True, exist_ok=True)
-    platforms = [arg for platform in WHEEL_PLATFORMS for arg in ("--platform", platform)]
     command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"]
-    command += ["--only-binary=:all:", *platforms, "--python-version", "3.11"]
+    command += ["--only-binary=:all:"]
+    if aarch64:
+        command += [arg for tag in WHEEL_PLATFORMS for arg in ("--platform", tag)]
+        command += ["--python-version", "3.11"]
     command += ["--dest", str(wheels), *requirements, PI_PIP]
     offline = [*command, "--no-index", "--find-links", str(wheels)]
     if subprocess.run(offline, capture_output=True).returncode != 0:
-        run_quiet(command, "pip download of the aarch64 wheels")
+        run_quiet(command, "pip download of the wheels")
     return wheels
 
 
