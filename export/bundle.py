@@ -57,8 +57,11 @@ def check_model(model: Path) -> Path | None:
     """Refuse a missing or non-TFLite model and a card describing another model; return the card."""
     if not model.is_file():
         raise click.ClickException(f"{model}: no such model file")
-    with model.open("rb") as f:
-        head = f.read(8)
+    try:
+        with model.open("rb") as f:
+            head = f.read(8)
+    except OSError as error:
+        raise click.ClickException(f"{model}: cannot read ({error.strerror})") from None
     if head[4:8] != b"TFL3":  # the flatbuffer file identifier of every TFLite model
         raise click.ClickException(f"{model}: not a TFLite model (no TFL3 identifier)")
     card = model.with_suffix(".json")
@@ -66,8 +69,8 @@ def check_model(model: Path) -> Path | None:
         return None
     try:
         info = json.loads(card.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise click.ClickException(f"{card}: model card is not valid JSON") from None
+    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
+        raise click.ClickException(f"{card}: model card is not readable JSON") from None
     expected = info.get("sha256") if isinstance(info, dict) else None
     if expected and expected != sha256_of(model):
         raise click.ClickException(

@@ -133,7 +133,7 @@ def test_bad_models_are_refused_in_one_line(repo_root, tmp_path) -> None:
     assert not out.exists() or not list(out.iterdir())  # nothing written
 
 
-def test_a_card_of_another_model_is_refused(repo_root, tmp_path) -> None:
+def test_a_broken_card_or_one_of_another_model_is_refused(repo_root, tmp_path) -> None:
     model = tmp_path / "mnist_int8.tflite"
     shutil.copy(repo_root / "models" / "mnist_int8.tflite", model)
     card = json.loads((repo_root / "models" / "mnist_int8.json").read_text())
@@ -141,6 +141,9 @@ def test_a_card_of_another_model_is_refused(repo_root, tmp_path) -> None:
     (tmp_path / "mnist_int8.json").write_text(json.dumps(card))
     done = run_bundle(repo_root, "--model", str(model), "--out", str(tmp_path / "dist"))
     assert_one_line_error(done, "mnist_int8.json", "describes another model")
+    (tmp_path / "mnist_int8.json").write_text('{"sha256": ')
+    done = run_bundle(repo_root, "--model", str(model), "--out", str(tmp_path / "dist"))
+    assert_one_line_error(done, "mnist_int8.json", "not readable JSON")
 
 
 def test_a_model_without_card_is_bundled_alone(repo_root, tmp_path) -> None:
