@@ -30,10 +30,11 @@ WORK_SIDE = 320  # longer side of the image digits are found in (a 640x480 frame
 MNIST_BOX = 20  # MNIST digits fit a 20x20 box inside the 28x28 image
 MNIST_SIDE = 28
 STROKE_BOX = 40  # crops are worked on at twice the MNIST size, then shrunk (graded edges)
-# MNIST's pen width in that 40-pixel box: median ~4.4 px, 5-95 % about 3.8-5.8 (measured on the
-# test set). Only pens well outside that band are made thicker or thinner.
-MNIST_STROKE_40 = 4.4
-STROKE_TOO_THIN, STROKE_TOO_THICK = 2.8, 7.5
+# MNIST's pen width in that box, measured as twice the mean distance of stroke pixels to the
+# paper: median 3.3, 1-99 % 2.2-5.2 on the test set. One 3x3 dilation or erosion moves it by
+# about 1. Pens well outside MNIST's range are evened out, never MNIST-like ones.
+MNIST_STROKE_40 = 3.3
+STROKE_TOO_THIN, STROKE_TOO_THICK = 2.2, 5.2
 MIN_INK = 0.12  # a pixel is ink candidate when it is this much darker than the paper (relative)
 STRONG_INK = 0.25  # ... and a region needs some pixels this dark (or Otsu's level) to count
 
@@ -87,22 +88,27 @@ def ink_is_light(small: np.ndarray) -> bool:
 def paper_background(gray: np.ndarray) -> np.ndarray:
     """The paper's brightness without the ink (dark ink on light paper), same size as `gray`.
 
-    Closing with a box a quarter of the image: strokes narrower than that vanish (even a marker
+    Closing with a box a third of the image: strokes narrower than that vanish (even a marker
     on a digit filling the frame), large things (shadows, a gradient) stay. Done at half the
     size, then scaled back up.
     """
     h, w = gray.shape
     small = cv2.resize(gray, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
-    k = max(3, (max(small.shape) // 4) | 1)
+    k = max(3, (max(small.shape) // 3) | 1)
     # Smooth first: the max filter would otherwise pick the noise's peaks and put the paper
     # too bright in dark, noisy places (a shadow), where the paper would then look like ink.
     small = cv2.blur(small, (5, 5))
     # Replicated borders: a shadow along the frame's edge continues outside it, so even a
     # thin sliver of it is kept as background. (Padded by hand: morphologyEx would pad again
     # between its max and min filters and put the paper too bright along a darkening edge.)
-    padded = cv2.copyMakeBorder(small, k, k, k, k, cv2.BORDER_REPLICATE)
-    closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, _kernel(k, k))[k:-k, k:-k]
-    closed = cv2.blur(closed, (3, 3))
+    pad = k // 2 + 1
+    padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, _kernel(k, k))[pad:-pad, pad:-pad]
+    # The smoothing made sharp steps (the page's edge on a dark desk, a hard shadow) into
+    # ramps, bright on the dark side of the step, which would show a line of ink there. A
+    # min filter as wide as the smoothing moves the ramp onto the bright side, where the paper
+    # merely looks a little brighter than its estimate (no ink).
+    closed = cv2.erode(closed, _kernel(5, 5))
     return cv2.resize(closed, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
@@ -132,6 +138,10 @@ def to_mnist_28x28(ink: np.ndarray) -> np.ndarray:
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     shrink = scale < 1
     big = cv2.resize(ink, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    # Shrinking fades thin strokes; MNIST's strokes are saturated, so bring their cores to 1.
+    core = big[big > 0.05]
+    if core.size:
+        big = np.clip(big / max(float(np.percentile(core, 90)), 0.05), 0.0, 1.0)
     big = even_out_stroke(big)
 
     scale = MNIST_BOX / STROKE_BOX
@@ -160,11 +170,11 @@ def even_out_stroke(big: np.ndarray) -> np.ndarray:
     # Mean distance to the stroke's edge, doubled: the typical pen width in pixels.
     width = 2.0 * float(cv2.distanceTransform(mask, cv2.DIST_L2, 3)[mask > 0].mean())
     if width < STROKE_TOO_THIN:
-        r = max(1, round((MNIST_STROKE_40 - width) / 2))
+        r = int(np.clip(round(MNIST_STROKE_40 - width), 1, 2))
         return cv2.dilate(big, _kernel(2 * r + 1, 2 * r + 1))
     if width > STROKE_TOO_THICK:
-        r = max(1, round((width - MNIST_STROKE_40) / 2))
-        return cv2.erode(big, _kernel(2 * r + 1, 2 * r + 1))
+        # Only one step: a deeper erosion would wipe out the thinner parts of the digit.
+        return cv2.erode(big, _kernel(3, 3))
     return big
 
 
@@ -177,36 +187,50 @@ def _stretch(ink: np.ndarray, low: float) -> np.ndarray:
     return np.clip((ink - low) / (high - low), 0.0, 1.0)
 
 
+SLABS = 4  # ruled lines are looked for in this many vertical slabs (and horizontal ones)
+
+
+def _line_rows(mask: np.ndarray, thick: np.ndarray) -> np.ndarray:
+    """Pixels of `mask` on thin near-horizontal lines that run across most of the image.
+
+    The image is cut into SLABS vertical slabs; in each, a row (widened by a pixel up and
+    down, for tilt) covered at least 60 % by ink is a line candidate, dashed lines included.
+    A line must show in at least 3 slabs within a few rows: the stroke of a digit, even a
+    long one, does not run across the image. Tilt up to ~2 degrees.
+    """
+    h, w = mask.shape
+    band = cv2.dilate(mask, _kernel(1, 3)) * np.uint8(255)
+    cover = cv2.resize(band, (SLABS, h), interpolation=cv2.INTER_AREA) >= 153
+    near = cv2.dilate(cover.astype(np.uint8), _kernel(1, 9))
+    across = near.sum(axis=1) >= min(3, SLABS)
+    if not across.any():
+        return np.zeros_like(mask)
+    rows = cv2.dilate(cover.astype(np.uint8), _kernel(1, 5)) & across[:, None]
+    rows = cv2.resize(rows, (w, h), interpolation=cv2.INTER_NEAREST)
+    return mask & rows & ~thick & 1
+
+
 def ruled_lines(weak: np.ndarray) -> np.ndarray:
     """Thin straight lines (ruled or grid paper, table edges) in a binary ink mask: a mask.
 
-    A line is a run at least a quarter of the image long (tilted by up to ~2 degrees) made of
-    ink at most 3 pixels thick; digits' strokes are shorter or thicker. Where a line crosses a
-    stroke (ink right above and right below it) the pixels are not counted as line, so the
-    digit is not cut in two.
+    Lines run across the image (see _line_rows) and are at most 3 pixels thick, where a
+    marker's strokes are thicker.
     """
     h, w = weak.shape
-    lines = np.zeros_like(weak)
-    for run_kernel, band_kernel, thick_kernel in (
-        ((max(16, w // 4), 1), (1, 3), (max(4, w // 16), 4)),  # horizontal
-        ((1, max(16, h // 4)), (3, 1), (4, max(4, h // 16))),  # vertical
-    ):
-        # Thickened across first, so a slightly tilted line still makes one long run.
-        band = cv2.dilate(weak, _kernel(*band_kernel))
-        run = cv2.morphologyEx(band, cv2.MORPH_OPEN, _kernel(*run_kernel))
-        if not run.any():
-            continue
-        thick = cv2.morphologyEx(weak, cv2.MORPH_OPEN, _kernel(*thick_kernel))
-        lines |= run & weak & ~thick
+    thick_h = cv2.morphologyEx(weak, cv2.MORPH_OPEN, _kernel(max(4, w // 16), 4))
+    thick_v = cv2.morphologyEx(weak, cv2.MORPH_OPEN, _kernel(4, max(4, h // 16)))
+    lines = _line_rows(weak, thick_h)
+    lines |= np.ascontiguousarray(_line_rows(np.ascontiguousarray(weak.T), thick_v.T).T)
     if not lines.any():
         return lines
     rest = weak & ~lines & 1
-    # A crossing: ink within 3 pixels above and below (left and right for vertical lines).
+    # Line pixels right next to other ink (within 3 pixels across the line) are kept: where a
+    # line crosses a stroke or runs along one, cutting it out would cut the digit.
     up = cv2.dilate(rest, _kernel(1, 4), anchor=(0, 3))
     down = cv2.dilate(rest, _kernel(1, 4), anchor=(0, 0))
     left = cv2.dilate(rest, _kernel(4, 1), anchor=(3, 0))
     right = cv2.dilate(rest, _kernel(4, 1), anchor=(0, 0))
-    return lines & ~((up & down) | (left & right)) & 1
+    return lines & ~(up | down | left | right) & 1
 
 
 def _components(strong: np.ndarray, weak: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -253,8 +277,9 @@ def _drop_junk(comps: np.ndarray, labels: np.ndarray) -> np.ndarray:
     bw, bh, area = comps[:, 2], comps[:, 3], comps[:, 4]
     speck = (area < 6) | (np.maximum(bw, bh) < max(3, 0.02 * min(h, w)))
     line = ((bw > 8 * bh) & (bw > 0.15 * w)) | ((bh > 12 * bw) & (bh > 0.97 * h))
-    # Sparse and wide: a grid or a line joined to other things, not a digit.
-    line |= (bw > 0.5 * w) & (area < 0.08 * bw * bh)
+    # Sparse and across the whole frame: a grid, or lines joined by something, not a digit
+    # (a digit written with a fine pen is sparse too, but it leaves room around it).
+    line |= ((bw > 0.9 * w) | (bh > 0.95 * h)) & (area < 0.08 * bw * bh)
     # A digit near the edge may touch it; the page edge, the desk or a shadow's corner lie
     # along it: they touch the border over a longer stretch than they reach into the frame.
     rows, cols = _border_contact(labels)
@@ -447,10 +472,16 @@ def ink_page(gray: np.ndarray) -> InkPage:
     h, w = gray.shape
     scale = min(1.0, WORK_SIDE / max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    work = cv2.resize(gray, size, interpolation=cv2.INTER_AREA) if scale < 1 else gray
     tiny_size = (max(1, size[0] // 4), max(1, size[1] // 4))
-    if ink_is_light(cv2.resize(work, tiny_size, interpolation=cv2.INTER_AREA)):
-        gray, work = 255 - gray, 255 - work
+    if ink_is_light(cv2.resize(gray, tiny_size, interpolation=cv2.INTER_AREA)):
+        gray = 255 - gray
+    work = gray
+    if scale < 1:
+        # The darkest pixel of each block, not the average: a hair-line stroke keeps its full
+        # darkness in the smaller copy instead of fading into the paper.
+        k = int(round(1 / scale))
+        darkest = cv2.erode(gray, _kernel(k, k)) if k >= 2 else gray
+        work = cv2.resize(darkest, size, interpolation=cv2.INTER_AREA)
     return InkPage(gray, work, paper_background(work), scale)
 
 

@@ -35,11 +35,26 @@ def ink_crop(digit: np.ndarray) -> np.ndarray:
     return crop.astype(np.float32) / 255.0
 
 
-def scaled_ink(digit: np.ndarray, height: int, stroke: float = 0.0) -> np.ndarray:
+def skeleton(mask: np.ndarray) -> np.ndarray:
+    """The morphological skeleton of a binary mask (uint8 0/1): the middle line of strokes."""
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    bones = np.zeros_like(mask)
+    while mask.any():
+        eroded = cv2.erode(mask, cross)
+        bones |= mask & ~cv2.dilate(eroded, cross) & 1
+        mask = eroded
+    return bones
+
+
+def scaled_ink(
+    digit: np.ndarray, height: int, stroke: float = 0.0, pen: float | None = None
+) -> np.ndarray:
     """The digit's ink scaled so that its ink is `height` pixels tall, keeping the aspect ratio.
 
-    `stroke` changes the pen: > 0 thickens the strokes (a marker), < 0 thins them (a fine pen),
-    in units of an MNIST pixel (a typical MNIST stroke is ~2-3 pixels wide).
+    `stroke` changes the pen: > 0 thickens the strokes (a marker), < 0 thins them, in units
+    of an MNIST pixel (a typical MNIST stroke is ~2-3 pixels wide). `pen` redraws the digit
+    with a pen of that many frame pixels whatever its size: its strokes' middle line, widened
+    (a ballpoint on a big digit is a hair line, unlike anything in MNIST).
     """
     crop = ink_crop(digit)
     scale = height / crop.shape[0]
@@ -54,6 +69,12 @@ def scaled_ink(digit: np.ndarray, height: int, stroke: float = 0.0) -> np.ndarra
         radius = max(1, round(abs(stroke) * scale / 2))
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
         ink = cv2.dilate(ink, kernel) if stroke > 0 else cv2.erode(ink, kernel)
+    if pen is not None:
+        bones = skeleton((ink > 0.5).astype(np.uint8))
+        radius = max(0.5, pen / 2)
+        # Widened by a blurred distance: a round pen with soft (antialiased) edges.
+        far = cv2.distanceTransform(1 - bones, cv2.DIST_L2, 3)
+        ink = np.clip(radius + 0.5 - far, 0.0, 1.0)
     ink = np.clip(ink, 0.0, 1.0)
     # Trim back to the ink so `height` is the visible height; keep `width` for layout.
     rows = np.flatnonzero(ink.max(axis=1) > 0.05)
@@ -108,6 +129,7 @@ def camera_frame_with_boxes(
     page_edge: bool = False,
     specks: int = 0,
     stroke: float = 0.0,
+    pen: float | None = None,
     gap: float | None = None,
     jpeg_quality: int | None = None,
 ) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
@@ -118,6 +140,7 @@ def camera_frame_with_boxes(
     `height_frac`: the digit height as a fraction of the frame height (a number or a range);
     default 15-90 % for one digit, smaller for more digits so that they fit.
     `board`: light chalk digits on a dark board instead of ink on paper.
+    `stroke`/`pen`: another pen than MNIST's (see scaled_ink).
     `ruled`/`page_edge`/`specks`: distractors - ruled lines, a darker desk beyond the edge of
     the paper, and that many small dots of dirt.
     Boxes are (x, y, w, h) in frame pixels, in reading order.
@@ -137,18 +160,28 @@ def camera_frame_with_boxes(
         height_frac = (height_frac, height_frac)
     digit_h = max(8, round(rng.uniform(*height_frac) * h))
 
-    # Render each row's ink into patches and lay the rows out in a block.
-    blocks = []
-    for row in rows:
-        inks = [scaled_ink(d, max(6, round(digit_h * rng.uniform(0.9, 1.1))), stroke) for d in row]
-        offsets = _layout_row(inks, rng, gap)
-        row_w = max(x + ink.shape[1] for (x, _), ink in zip(offsets, inks, strict=True))
-        row_h = max(y + ink.shape[0] for (_, y), ink in zip(offsets, inks, strict=True))
-        row_top = min(y for _, y in offsets)
-        blocks.append((inks, offsets, row_w, row_h - row_top, row_top))
-    line_gap = round(digit_h * rng.uniform(0.3, 0.6))
-    block_w = max(b[2] for b in blocks)
-    block_h = sum(b[3] for b in blocks) + line_gap * (len(blocks) - 1)
+    # Render each row's ink into patches and lay the rows out in a block; shrink the digits
+    # if the block does not fit (wide digits, a thick pen).
+    for _ in range(6):
+        blocks = []
+        for row in rows:
+            inks = [
+                scaled_ink(d, max(6, round(digit_h * rng.uniform(0.9, 1.1))), stroke, pen)
+                for d in row
+            ]
+            offsets = _layout_row(inks, rng, gap)
+            row_w = max(x + ink.shape[1] for (x, _), ink in zip(offsets, inks, strict=True))
+            row_h = max(y + ink.shape[0] for (_, y), ink in zip(offsets, inks, strict=True))
+            row_top = min(y for _, y in offsets)
+            blocks.append((inks, offsets, row_w, row_h - row_top, row_top))
+        line_gap = round(digit_h * rng.uniform(0.3, 0.6))
+        block_w = max(b[2] for b in blocks)
+        block_h = sum(b[3] for b in blocks) + line_gap * (len(blocks) - 1)
+        room = 0.82 if page_edge else 0.97
+        fit = min(room * w / block_w, room * h / block_h)
+        if fit >= 1.0:
+            break
+        digit_h = max(8, int(digit_h * fit))
     # Keep clear of the frame border (and of the desk beyond a page edge, at most 8 %).
     mx = max(4, min(round(0.09 * w), (w - block_w) // 2)) if page_edge else 4
     my = max(4, min(round(0.09 * h), (h - block_h) // 2)) if page_edge else 4
