@@ -26,7 +26,9 @@ FRAME_SIZE = (480, 640)  # (h, w)
 BATCH = 256
 
 
-def synthetic_frame(text: str = "4293", size: tuple[int, int] = FRAME_SIZE, seed: int = 0):
+def synthetic_frame(
+    text: str = "4293", size: tuple[int, int] = FRAME_SIZE, seed: int = 0
+) -> np.ndarray:
     """A camera-like BGR frame with `text` handwritten-ish: dark ink on lit, noisy paper."""
     rng = np.random.default_rng(seed)
     h, w = size

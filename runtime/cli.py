@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 import cv2
+import numpy as np
 
 from runtime.camera import CameraError, open_source
 from runtime.classifier import DigitClassifier, ModelError
@@ -31,7 +33,8 @@ def default_model() -> Path:
     return here if here.exists() or not PACKAGED_MODEL.exists() else PACKAGED_MODEL
 
 
-def model_options(command):
+def model_options(command: Callable) -> Callable:
+    """The options predict and live share: model, threads, confidence, verbosity."""
     options = [
         click.option(
             "--model",
@@ -168,7 +171,7 @@ def table_row(shown: str, width: int, result: FrameResult | None, error: str | N
     return row if error is None else f"{row}  error: {error}"
 
 
-def save_annotated_image(folder: Path, shown: str, image) -> Path:
+def save_annotated_image(folder: Path, shown: str, image: np.ndarray) -> Path:
     """folder/<the input's path, made relative>.png, written atomically."""
     parts = [p for p in Path(shown).parts if p not in (os.sep, "..", ".") and not p.endswith(":")]
     target = folder.joinpath(*parts).with_suffix(".png")
