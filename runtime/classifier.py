@@ -12,9 +12,12 @@ then full TensorFlow's `tf.lite` (imported only then: the runtime must not need 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -55,6 +58,29 @@ def load_interpreter_class() -> tuple[type, str]:
             "no TFLite interpreter installed: pip install ai-edge-litert "
             "(or tflite-runtime, or tensorflow)"
         ) from None
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for a moment.
+
+    LiteRT's C++ prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." straight to
+    fd 2 when an interpreter is made, whatever the log level: that would break the promise of
+    one error line on stderr. Python-level errors still arrive as exceptions.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 at all (some service managers): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def quantize_input(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
@@ -103,7 +129,7 @@ class DigitClassifier:
         self.labels = list((self.card or {}).get("labels") or DEFAULT_LABELS)
         self._interpreters: OrderedDict[int, object] = OrderedDict()
 
-        interpreter = self._interpreter_for(1)
+        interpreter = self._interpreter_for(1)[0]
         inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
         self.input_shape = tuple(int(d) for d in inp["shape_signature"][1:])
         if self.input_shape not in ((IMAGE_SIZE, IMAGE_SIZE), (IMAGE_SIZE * IMAGE_SIZE,)):
@@ -139,33 +165,36 @@ class DigitClassifier:
             raise ModelError(f"{path}: not a TFLite model (no TFL3 flatbuffer identifier)")
         return content
 
-    def _interpreter_for(self, batch: int):
-        """An allocated interpreter whose input takes exactly `batch` images.
+    def _interpreter_for(self, batch: int) -> tuple[object, int, int]:
+        """An allocated interpreter whose input takes exactly `batch` images, with the indices
+        of its input and output tensors.
 
         Resizing and re-allocating costs far more than a small invoke, so one interpreter per
         batch size is kept (the few most recent): frames with 3 digits, then 4, then 3 again
         never resize anything twice.
         """
-        interpreter = self._interpreters.get(batch)
-        if interpreter is not None:
+        cached = self._interpreters.get(batch)
+        if cached is not None:
             self._interpreters.move_to_end(batch)
-            return interpreter
+            return cached
         try:
-            interpreter = self.interpreter_class(
-                model_content=self._content, num_threads=self.threads
-            )
-            if batch != 1:
-                index = interpreter.get_input_details()[0]["index"]
-                shape = [batch, *interpreter.get_input_details()[0]["shape"][1:]]
-                interpreter.resize_tensor_input(index, shape, strict=True)
-            interpreter.allocate_tensors()
+            with native_stderr_silenced():
+                interpreter = self.interpreter_class(
+                    model_content=self._content, num_threads=self.threads
+                )
+                inp = interpreter.get_input_details()[0]
+                if batch != 1:
+                    shape = [batch, *inp["shape"][1:]]
+                    interpreter.resize_tensor_input(inp["index"], shape, strict=True)
+                interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else "invalid"
             raise ModelError(f"{self.path}: cannot load model ({reason})") from None
-        self._interpreters[batch] = interpreter
+        cached = (interpreter, inp["index"], interpreter.get_output_details()[0]["index"])
+        self._interpreters[batch] = cached
         if len(self._interpreters) > CACHED_BATCH_SIZES:
             self._interpreters.popitem(last=False)
-        return interpreter
+        return cached
 
     def _input_tensor(self, images: np.ndarray) -> np.ndarray:
         if images.dtype == np.uint8:
@@ -190,10 +219,10 @@ class DigitClassifier:
         return x.reshape((len(images), *self.input_shape))
 
     def _invoke(self, x: np.ndarray) -> np.ndarray:
-        interpreter = self._interpreter_for(len(x))
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        interpreter, input_index, output_index = self._interpreter_for(len(x))
+        interpreter.set_tensor(input_index, x)
         interpreter.invoke()
-        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        return interpreter.get_tensor(output_index)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Probabilities [N, 10] for images [N, 28, 28] (or one [28, 28]), white digit on black.
