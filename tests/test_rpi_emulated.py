@@ -164,7 +164,8 @@ def test_install_sh_itself_installs_the_bundle_here(bundle_dir, digit_images, x8
     """The very script a Pi user runs, on this machine: venv, pinned wheels, then the project."""
     pins = emulate.requirement_lines(bundle_dir / "requirements-rpi.txt")
     try:
-        wheels = emulate.download_wheels(pins, aarch64=False)
+        with emulate.cache_lock():
+            wheels = emulate.download_wheels(pins, aarch64=False)
     except emulate.Unavailable as reason:
         pytest.skip(f"cannot fetch this machine's wheels of the pins: {reason}")
     venv = bundle_dir / "venv"

@@ -25,6 +25,7 @@ later runs are offline.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
@@ -33,6 +34,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,12 +183,24 @@ def download_wheels(requirements: list[str], cache: Path = CACHE_DIR, aarch64: b
     return wheels
 
 
+@contextlib.contextmanager
+def cache_lock(cache: Path = CACHE_DIR) -> Iterator[None]:
+    """One preparation at a time: a second test run waits instead of replacing the root that
+    the first one is running on."""
+    import fcntl  # POSIX only, like the rest of this module; imported here so tests collect
+
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def prepare(bundle_dir: Path, cache: Path = CACHE_DIR) -> tuple[Path, Path]:
     """(root, wheels) for the requirements files in an unpacked bundle."""
     find_tools()
-    root = prepare_root(cache)
     files = sorted(bundle_dir.glob("requirements-*.txt"))
-    return root, download_wheels(requirement_lines(*files), cache)
+    with cache_lock(cache):
+        return prepare_root(cache), download_wheels(requirement_lines(*files), cache)
 
 
 def emulated(argv: list[str], root: Path, board: str = "pi4") -> list[str]:
