@@ -36,7 +36,7 @@ STROKE_BOX = 40  # crops are worked on at twice the MNIST size, then shrunk (gra
 MNIST_STROKE_40 = 3.3
 STROKE_TOO_THIN, STROKE_TOO_THICK = 2.2, 5.2
 MIN_INK = 0.12  # a pixel is ink candidate when it is this much darker than the paper (relative)
-STRONG_INK = 0.25  # ... and a region needs some pixels this dark (or Otsu's level) to count
+STRONG_INK = 0.2  # ... and a region needs some pixels this dark (or Otsu's level) to count
 
 
 @lru_cache(maxsize=32)
@@ -75,14 +75,19 @@ def ink_is_light(small: np.ndarray) -> bool:
     """True for light ink on a dark background (a blackboard, an MNIST-like image).
 
     The local median is the background almost everywhere (ink covers a minority of any window
-    the size of a third of the image); ink is the strong one-sided deviation from it.
+    the size of a third of the image); ink is the strong one-sided deviation from it. The
+    edge of a shadow deviates both ways, and a fine pen leaves little ink to weigh, so on a
+    light background (paper, even in shade) light ink must outweigh dark ink by far, and be
+    plentiful (a grey level per pixel on average).
     """
     k = max(3, (min(small.shape) // 3) | 1)
     background = cv2.medianBlur(small, min(k, 255))
     diff = small.astype(np.int16) - background.astype(np.int16)
     lighter = np.clip(diff - 20, 0, None).sum()
     darker = np.clip(-diff - 20, 0, None).sum()
-    return bool(lighter > 1.5 * darker)
+    if np.median(background) < 110:
+        return bool(lighter > 1.5 * darker)
+    return bool(lighter > 5.0 * darker and lighter > small.size)
 
 
 def paper_background(gray: np.ndarray) -> np.ndarray:
@@ -481,7 +486,7 @@ def ink_page(gray: np.ndarray) -> InkPage:
     h, w = gray.shape
     scale = min(1.0, WORK_SIDE / max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    tiny_size = (max(1, size[0] // 8), max(1, size[1] // 8))
+    tiny_size = (max(1, size[0] // 4), max(1, size[1] // 4))
     if ink_is_light(cv2.resize(gray, tiny_size, interpolation=cv2.INTER_AREA)):
         gray = 255 - gray
     work = gray

@@ -66,6 +66,33 @@ def test_light_digits_on_a_dark_board(mnist, classifier):
     assert right >= 0.85 * len(numbers), f"{right} of {len(numbers)} board frames right"
 
 
+@pytest.mark.parametrize(
+    "options, singles_needed, numbers_needed",
+    [
+        ({"ruled": True}, 0.95, 0.8),
+        ({"page_edge": True, "specks": 20}, 0.93, 0.8),
+        ({"stroke": 2.0}, 0.9, 0.7),  # a marker: strokes about twice MNIST's
+        ({"pen": 2.0}, 0.85, 0.7),  # a fine pen: a 2-pixel line whatever the digit's size
+    ],
+    ids=["ruled", "page-edge-specks", "marker", "fine-pen"],
+)
+def test_other_paper_and_pens(mnist, classifier, options, singles_needed, numbers_needed):
+    """Beyond MNIST's own look: lower bars than the targets, to catch regressions."""
+    rng = np.random.default_rng(31)
+    picks = rng.choice(len(mnist.x_test), 80, replace=False)
+    singles = sum(
+        recognize(camera_frame([mnist.x_test[i]], rng, **options), classifier).text
+        == str(mnist.y_test[i])
+        for i in picks
+    )
+    numbers = sample_numbers(mnist.x_test, mnist.y_test, 30, rng, lengths=(3, 5))
+    right = sum(
+        recognize(camera_frame(d, rng, **options), classifier).text == t for d, t in numbers
+    )
+    assert singles >= singles_needed * 80, f"{options}: {singles} of 80 single digits"
+    assert right >= numbers_needed * 30, f"{options}: {right} of 30 numbers"
+
+
 def test_mnist_test_image_gives_the_test_set_answer(mnist, classifier):
     images = mnist.x_test[:200]
     direct = classifier.predict(images.astype(np.float32) / 255.0)
