@@ -13,8 +13,10 @@ wheels of the same pins from the cache (another ~100 MB on the first run).
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -160,21 +162,40 @@ def test_live_on_the_pi_matches_x86(pi, board, live_args, x86_live) -> None:
     assert_same_answers(on_pi.stdout, x86_live, N_FRAMES)
 
 
-def test_install_sh_itself_installs_the_bundle_here(bundle_dir, digit_images, x86_predict) -> None:
-    """The very script a Pi user runs, on this machine: venv, pinned wheels, then the project."""
+def test_picamera2_missing_on_the_pi_is_one_line(pi, bundle_dir) -> None:
+    """A venv made without --picamera2 cannot see the camera library: say so, no traceback."""
+    venv, root = pi
+    model = str(bundle_dir / "models" / "mnist_int8.tflite")
+    args = ["live", "--headless", "--json", "--source", "picamera2", "--model", model]
+    done = emulate.run(venv, ["mnist-edge", *args, "--max-frames", "1"], root)
+    errors = [line for line in done.stderr.splitlines() if line.startswith(("Error", "Trace"))]
+    assert done.returncode == 1 and len(errors) == 1
+    assert errors[0].startswith("Error: picamera2") and "python3-picamera2" in errors[0]
+
+
+@pytest.fixture(scope="module")
+def installed_here(bundle_dir) -> tuple[Path, dict[str, str]]:
+    """(venv, env): install.sh itself run on this machine, pip reading only cached wheels of
+    this machine's platform for the same pins."""
     pins = emulate.requirement_lines(bundle_dir / "requirements-rpi.txt")
     try:
         with emulate.cache_lock():
             wheels = emulate.download_wheels(pins, aarch64=False)
     except emulate.Unavailable as reason:
         pytest.skip(f"cannot fetch this machine's wheels of the pins: {reason}")
-    venv = bundle_dir / "venv"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # this Python 3
     env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheels), PIP_DISABLE_PIP_VERSION_CHECK="1")
     done = subprocess.run(["./install.sh"], cwd=bundle_dir, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "mnist-edge, version" in done.stdout
+    return bundle_dir / "venv", env
+
+
+def test_install_sh_itself_installs_the_bundle_here(
+    installed_here, bundle_dir, digit_images, x86_predict
+) -> None:
+    venv, env = installed_here
     listed = subprocess.run(
         [venv / "bin" / "python", "-m", "pip", "list", "--format=json"],
         capture_output=True,
@@ -193,3 +214,20 @@ def test_install_sh_itself_installs_the_bundle_here(bundle_dir, digit_images, x8
     )
     assert run.returncode == 0, run.stderr
     assert_same_answers(run.stdout, x86_predict, len(digit_images))
+
+
+def test_systemd_unit_adapted_as_the_readme_says_verifies(installed_here, bundle_dir, tmp_path):
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze not found")
+    unit = (bundle_dir / "mnist-edge.service").read_text()
+    # README-rpi.md's sed: the folder where the bundle was unpacked, and the current user.
+    unit = unit.replace("/home/pi/mnist-edge-rpi", str(bundle_dir))
+    unit = unit.replace("\nUser=pi\n", f"\nUser={getpass.getuser()}\n")
+    (tmp_path / "mnist-edge.service").write_text(unit)
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(tmp_path / "mnist-edge.service")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"ExecStart={bundle_dir}/venv/bin/mnist-edge live --headless" in unit
