@@ -2,13 +2,15 @@
 
 The bundle from `mnist-edge bundle` is unpacked and installed the way install.sh does it, into a
 venv of Debian Bookworm's aarch64 Python 3.11 with the pinned aarch64 wheels, under
-qemu-aarch64-static with a Raspberry Pi 4 /proc/cpuinfo (export/rpi/emulate.py). Then the
-same `predict` and `live` commands run there and on this machine; the digits must be the same
-and the confidences within 1/256. Skipped, with the reason, where qemu-user-static, root or the
-package registries are missing. The first run downloads about 96 MB into ~/.cache/mnist-edge.
+qemu-aarch64-static emulating a Pi 4, 5 or 3 CPU with that board's /proc/cpuinfo
+(export/rpi/emulate.py). Then the same `predict` and `live` commands run there and on this
+machine; the digits must be the same and the confidences within 1/256. Skipped, with the
+reason, where qemu-user-static, root or the package registries are missing. The first run
+downloads about 96 MB into ~/.cache/mnist-edge.
 
-install.sh itself (not its replay) runs on this machine too, with pip reading this machine's
-wheels of the same pins from the cache (another ~100 MB on the first run).
+install.sh itself (not its replay) also runs on this machine, with pip reading this machine's
+wheels of the same pins from the cache (another ~106 MB on the first run), and the example
+systemd unit, adapted as README-rpi.md says, must pass `systemd-analyze verify`.
 """
 
 from __future__ import annotations
