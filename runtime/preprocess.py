@@ -228,28 +228,38 @@ def _line_band(mask: np.ndarray, vertical: bool) -> np.ndarray | None:
 
 
 def ruled_lines(weak: np.ndarray) -> np.ndarray:
-    """Thin straight lines (ruled or grid paper, table edges) in a binary ink mask: a mask.
+    """Thin straight lines (ruled or squared paper, table edges) in a binary ink mask: a mask.
 
-    Lines run across the image (see _line_band) and are at most 3 pixels thick, where a
-    marker's strokes are thicker.
+    Line pixels lie in a band where a line runs across the image (see _line_band), on a
+    straight run along it, in ink at most 3 pixels thick (a marker's strokes are thicker).
+    Line pixels next to other ink across the line (within 3 pixels) are kept as ink: where a
+    line crosses a stroke or runs along one, cutting it out would cut the digit.
     """
     h, w = weak.shape
-    lines = np.zeros_like(weak)
-    for vertical, thick_kernel in ((False, (max(4, w // 16), 4)), (True, (4, max(4, h // 16)))):
+    run = max(7, w // 32)
+    found = {}
+    for vertical in (False, True):
         band = _line_band(weak, vertical)
-        if band is not None:
-            thick = cv2.morphologyEx(weak, cv2.MORPH_OPEN, _kernel(*thick_kernel))
-            lines |= weak & band & ~thick & 1
-    if not lines.any():
+        if band is None:
+            continue
+        along, thick = (
+            ((1, run), (4, max(4, h // 16))) if vertical else ((run, 1), (max(4, w // 16), 4))
+        )
+        straight = cv2.morphologyEx(weak, cv2.MORPH_OPEN, _kernel(*along))
+        thick_ink = cv2.morphologyEx(weak, cv2.MORPH_OPEN, _kernel(*thick))
+        found[vertical] = weak & band & straight & ~thick_ink & 1
+    lines = np.zeros_like(weak)
+    if not found:
         return lines
-    rest = weak & ~lines & 1
-    # Line pixels right next to other ink (within 3 pixels across the line) are kept: where a
-    # line crosses a stroke or runs along one, cutting it out would cut the digit.
-    up = cv2.dilate(rest, _kernel(1, 4), anchor=(0, 3))
-    down = cv2.dilate(rest, _kernel(1, 4), anchor=(0, 0))
-    left = cv2.dilate(rest, _kernel(4, 1), anchor=(3, 0))
-    right = cv2.dilate(rest, _kernel(4, 1), anchor=(0, 0))
-    return lines & ~(up | down | left | right) & 1
+    rest = weak.copy()
+    for mask in found.values():
+        rest &= ~mask
+    for vertical, mask in found.items():
+        across = _kernel(4, 1) if vertical else _kernel(1, 4)
+        before = cv2.dilate(rest, across, anchor=(3, 0) if vertical else (0, 3))
+        after = cv2.dilate(rest, across, anchor=(0, 0))
+        lines |= mask & ~(before | after) & 1
+    return lines
 
 
 def _components(

@@ -126,6 +126,7 @@ def camera_frame_with_boxes(
     height_frac: float | tuple[float, float] | None = None,
     board: bool = False,
     ruled: bool = False,
+    grid: bool = False,
     page_edge: bool = False,
     specks: int = 0,
     stroke: float = 0.0,
@@ -141,8 +142,8 @@ def camera_frame_with_boxes(
     default 15-90 % for one digit, smaller for more digits so that they fit.
     `board`: light chalk digits on a dark board instead of ink on paper.
     `stroke`/`pen`: another pen than MNIST's (see scaled_ink).
-    `ruled`/`page_edge`/`specks`: distractors - ruled lines, a darker desk beyond the edge of
-    the paper, and that many small dots of dirt.
+    `ruled`/`grid`/`page_edge`/`specks`: distractors - ruled or squared paper, a darker desk
+    beyond the edge of the paper, and that many small dots of dirt.
     Boxes are (x, y, w, h) in frame pixels, in reading order.
     """
     rows = digits if digits and isinstance(digits[0], list) else [digits]
@@ -217,14 +218,20 @@ def camera_frame_with_boxes(
     image = np.empty((h, w, 3), np.float32)
     image[:] = paper
 
-    if ruled and not board:
-        # Light blue lines every ~1/3-1/2 digit height... or a full-width notebook spacing.
+    if (ruled or grid) and not board:
+        # Light blue lines (squares for `grid`) about half a digit apart, the page a little
+        # tilted in the photo.
         spacing = max(12, round(rng.uniform(0.35, 0.8) * digit_h))
-        start = round(rng.uniform(0, spacing))
-        line_colour = np.array((200, 170, 140), np.float32)
+        tilt = np.tan(np.radians(rng.uniform(-1.5, 1.5)))
+        lines = np.zeros((h, w), np.uint8)
         thickness = int(rng.integers(1, 3))
-        for y in range(start, h, spacing):
-            image[y : y + thickness] = image[y : y + thickness] * 0.3 + line_colour * 0.7
+        for y in range(round(rng.uniform(0, spacing)) - spacing, h + spacing, spacing):
+            cv2.line(lines, (0, y), (w, y + round(tilt * w)), 255, thickness, cv2.LINE_AA)
+        if grid:
+            for x in range(round(rng.uniform(0, spacing)) - spacing, w + spacing, spacing):
+                cv2.line(lines, (x, 0), (x - round(tilt * h), h), 255, thickness, cv2.LINE_AA)
+        alpha = (lines.astype(np.float32) * (0.7 / 255))[..., None]
+        image += alpha * (np.array((200, 170, 140), np.float32) - image)
     if page_edge:
         # The page ends somewhere near one side; beyond it a darker desk.
         desk = np.array(rng.uniform(40, 110, size=3), np.float32)
