@@ -300,7 +300,7 @@ def _drop_junk(comps: np.ndarray, labels: np.ndarray) -> np.ndarray:
     h, w = labels.shape
     bw, bh, area = comps[:, 2], comps[:, 3], comps[:, 4]
     speck = (area < 6) | (np.maximum(bw, bh) < max(3, 0.02 * min(h, w)))
-    line = ((bw > 8 * bh) & (bw > 0.15 * w)) | ((bh > 12 * bw) & (bh > 0.97 * h))
+    line = ((bw > 6 * bh) & (bw > 0.1 * w)) | ((bh > 12 * bw) & (bh > 0.97 * h))
     # Sparse and across the whole frame: a grid, or lines joined by something, not a digit
     # (a digit written with a fine pen is sparse too, but it leaves room around it).
     line |= ((bw > 0.9 * w) | (bh > 0.95 * h)) & (area < 0.08 * bw * bh)
