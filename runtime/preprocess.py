@@ -60,15 +60,25 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
-def looks_like_mnist(gray: np.ndarray) -> bool:
-    """A small image with a black border and light ink: already MNIST-like (e.g. a test image)."""
+def mnist_like_digit(gray: np.ndarray) -> np.ndarray | None:
+    """A small image that is already one MNIST-style digit, as white on black; else None.
+
+    Small (at most 64 pixels a side) with a plain border: black with light ink (an MNIST
+    test image), or white with dark ink (the same, inverted, or a small scan). Such an image
+    is not a photo to clean up; it is passed through as it is.
+    """
     h, w = gray.shape
     if max(h, w) > 64 or min(h, w) < 8:
-        return False
+        return None
     border = np.concatenate(
         [gray[:2].ravel(), gray[-2:].ravel(), gray[:, :2].ravel(), gray[:, -2:].ravel()]
     )
-    return float(border.mean()) < 40 and int(gray.max()) > 128
+    # By the mean: MNIST's ink does reach into the outer two rows of some digits.
+    if border.mean() < 40 and gray.max() > 128:
+        return gray
+    if border.mean() > 215 and gray.min() < 128:
+        return 255 - gray
+    return None
 
 
 def ink_is_light(small: np.ndarray) -> bool:
@@ -425,11 +435,12 @@ def find_digit_crops(
     h, w = gray.shape
     if h == 0 or w == 0:
         return []
-    if looks_like_mnist(gray):
+    digit = mnist_like_digit(gray)
+    if digit is not None:
         if (h, w) == (MNIST_SIDE, MNIST_SIDE):
             # Already an MNIST digit: pass it through untouched, as the test set does.
-            return [((0, 0, w, h), gray.astype(np.float32) / 255.0)]
-        return [((0, 0, w, h), to_mnist_28x28(gray))]
+            return [((0, 0, w, h), digit.astype(np.float32) / 255.0)]
+        return [((0, 0, w, h), to_mnist_28x28(digit))]
     page = ink_page(gray)
     labels, regions = digit_regions(page)
     results = []

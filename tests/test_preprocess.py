@@ -64,6 +64,9 @@ def test_mnist_test_image_passes_through_unchanged(mnist):
         # The same image read back as a 3-channel frame (cv2.imread's default) as well.
         [(_, crop3)] = find_digit_crops(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
         np.testing.assert_array_equal(crop3, crop)
+        # Inverted (black on white, like a scan): the same digit.
+        [(_, inverted)] = find_digit_crops(255 - image)
+        np.testing.assert_array_equal(inverted, crop)
 
 
 def test_to_mnist_28x28_keeps_aspect_and_grades():

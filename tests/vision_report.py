@@ -27,7 +27,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # name, options for camera_frame
 SCENARIOS = [
     ("default: paper, uneven light, shadow, noise, blur, JPEG", {}),
-    ("ruled paper", {"ruled": True}),
+    ("ruled paper (lines tilted up to 1.5 degrees)", {"ruled": True}),
+    ("squared paper", {"grid": True}),
     ("page edge and desk + 20 specks of dirt", {"page_edge": True, "specks": 20}),
     ("light chalk on a dark board", {"board": True}),
     ("marker (strokes about twice as thick)", {"stroke": 2.0}),
