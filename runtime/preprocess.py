@@ -346,13 +346,17 @@ def _merge_pieces(boxes: np.ndarray) -> list[list[int]]:
         close = (
             (gap_y < 0.2 * tall)  # a stroke broken by a thin gap (lines are further apart)
             | ((gap_y < 0.25 * tall) & (short < 0.7 * tall))
-            | ((gap_y < 0.5 * tall) & (short < 0.35 * tall))
+            | ((gap_y < 0.5 * tall) & (short < 0.5 * tall))
         )
         # A slanted stroke broken in two: one piece above the other, shifted sideways, their
         # boxes meeting at a corner.
         corner = (-overlap_x < 0.05 * tall) & (gap_y > -0.3 * short) & (gap_y < 0.2 * tall)
         close &= stacked
         close |= corner
+        # A stroke drawn twice, two thin lines side by side almost touching (some 1s): one
+        # digit. Neighbouring digits keep a wider gap.
+        thin = np.maximum(boxes[:, 2][:, None], boxes[:, 2][None]) < 0.35 * tall
+        close |= thin & (-overlap_x < 0.05 * tall) & (-gap_y > 0.6 * short)
         for i, j in zip(*np.nonzero(np.triu(close, 1)), strict=True):
             ri, rj = _root(parent, int(i)), _root(parent, int(j))
             parent[max(ri, rj)] = min(ri, rj)
