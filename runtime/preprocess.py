@@ -4,19 +4,21 @@ A model trained on MNIST has only seen white, centred, size-normalised digits on
 A photo has dark ink on grey-ish paper under uneven light, at any size and place, with dirt,
 ruled lines and the page edge around. The steps, each on the cheapest image that will do:
 
-1. grey; a copy scaled to WORK_SIDE pixels (finding digits) and one half as big (background);
-2. polarity: ink is whatever deviates from the local median - darker on paper by default,
-   lighter on a blackboard or an MNIST-like image; light ink is inverted so the rest of the
-   pipeline always sees dark ink on light paper;
-3. paper background: a grey closing (max then min filter) wider than any pen stroke removes
-   the ink and keeps the light field, shadows included; ink = how much darker than the
-   paper a pixel is, relative to the paper (so a shadow does not change it);
-4. threshold with hysteresis (weak pixels joined to strong ones), drop specks, ruled lines
-   and whatever hugs the frame border (page edge, desk);
-5. merge pieces of one digit (a broken stroke: pieces stacked over each other), never
-   neighbours side by side; order by lines, then left to right;
-6. each digit: its ink, graded, from the full-resolution frame, pen width evened out towards
-   MNIST's, fitted in 20x20 keeping the aspect ratio, centre of mass at the centre of 28x28.
+1. grey; polarity: ink is whatever deviates from the local median - darker on paper by
+   default, lighter on a blackboard or a white-on-black image, which is then inverted so the
+   rest always sees dark ink on light paper; a small MNIST-like image is passed through;
+2. a work copy WORK_SIDE pixels long made of the darkest pixel of each block (a hair line
+   keeps its darkness); paper background: a grey closing (max then min filter) wider than
+   any pen stroke, at half that size, removes the ink and keeps the light field, shadows
+   included; ink = how much darker than the paper a pixel is, relative to the paper;
+3. threshold with hysteresis (weak pixels joined to strong ones); remove ruled and squared
+   paper's lines but not the strokes they cross; drop specks, dashes and what lies along
+   the frame's border (page edge, desk);
+4. merge the pieces of one digit (a broken stroke, a 5's bar), never neighbours side by
+   side; order by lines, then left to right;
+5. each digit: its own ink, graded, from the full-resolution frame, pen width evened out
+   towards MNIST's, fitted in 20x20 keeping the aspect ratio, centre of mass at the centre
+   of 28x28. A blank frame gives no digits.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ MNIST_STROKE_40 = 3.3
 STROKE_TOO_THIN, STROKE_TOO_THICK = 2.2, 5.2
 MIN_INK = 0.12  # a pixel is ink candidate when it is this much darker than the paper (relative)
 STRONG_INK = 0.2  # ... and a region needs some pixels this dark (or Otsu's level) to count
+MAX_PIECES = 100  # ink pieces considered per frame, the biggest first
+SLABS = 4  # ruled lines are looked for in this many vertical slabs (and horizontal ones)
 
 
 @lru_cache(maxsize=32)
@@ -206,9 +210,6 @@ def _stretch(ink: np.ndarray, low: float) -> np.ndarray:
         return np.zeros_like(ink)
     high = max(_quantile(strokes, 0.7), low + 0.05)
     return np.clip((ink - low) / (high - low), 0.0, 1.0)
-
-
-SLABS = 4  # ruled lines are looked for in this many vertical slabs (and horizontal ones)
 
 
 def _line_band(mask: np.ndarray, vertical: bool) -> np.ndarray | None:
@@ -545,6 +546,9 @@ def digit_regions(
     comps = _drop_junk(comps, labels) if len(comps) else comps
     if len(comps) == 0:
         return labels, []
+    # A page of text or a busy texture has hundreds of pieces: the biggest are enough, and
+    # merging stays cheap.
+    comps = comps[np.argsort(-comps[:, 4], kind="stable")[:MAX_PIECES]]
     regions = []
     for group in _merge_pieces(comps[:, :4]):
         part = comps[group]
