@@ -249,6 +249,7 @@ def ruled_lines(weak: np.ndarray) -> np.ndarray:
     h, w = weak.shape
     run = max(7, w // 32)
     found = {}
+    thick_h = None
     for vertical in (False, True):
         band = _line_band(weak, vertical)
         if band is None:
@@ -258,7 +259,16 @@ def ruled_lines(weak: np.ndarray) -> np.ndarray:
         )
         straight = cv2.morphologyEx(weak, cv2.MORPH_OPEN, _kernel(*along))
         thick_ink = cv2.morphologyEx(weak, cv2.MORPH_OPEN, _kernel(*thick))
+        thick_h = thick_ink if not vertical else thick_h
         found[vertical] = weak & band & straight & ~thick_ink & 1
+    # A line too faint in places to show in the bands is still one long thin run (a third
+    # of the width, tilt allowed) where it passes the digits.
+    tilted = cv2.dilate(weak, _kernel(1, 3))
+    long_run = cv2.morphologyEx(tilted, cv2.MORPH_OPEN, _kernel(max(16, w // 3), 1))
+    if long_run.any():
+        if thick_h is None:
+            thick_h = cv2.morphologyEx(weak, cv2.MORPH_OPEN, _kernel(max(4, w // 16), 4))
+        found[False] = found.get(False, 0) | (weak & long_run & ~thick_h & 1)
     lines = np.zeros_like(weak)
     if not found:
         return lines
