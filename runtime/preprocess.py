@@ -264,8 +264,13 @@ def ruled_lines(weak: np.ndarray) -> np.ndarray:
     # A line too faint in places to show in the bands is still one long thin run (a third
     # of the width, tilt allowed) where it passes the digits.
     tilted = cv2.dilate(weak, _kernel(1, 3))
-    long_run = cv2.morphologyEx(tilted, cv2.MORPH_OPEN, _kernel(max(16, w // 3), 1))
-    if long_run.any():
+    length = max(16, w // 3)
+    # (Only rows with that much ink can hold such a run: most frames skip the opening.)
+    rows_ink = cv2.reduce(tilted, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)
+    long_run = None
+    if rows_ink.max() >= length:
+        long_run = cv2.morphologyEx(tilted, cv2.MORPH_OPEN, _kernel(length, 1))
+    if long_run is not None and long_run.any():
         if thick_h is None:
             thick_h = cv2.morphologyEx(weak, cv2.MORPH_OPEN, _kernel(max(4, w // 16), 4))
         found[False] = found.get(False, 0) | (weak & long_run & ~thick_h & 1)
