@@ -212,14 +212,15 @@ def _stretch(ink: np.ndarray, low: float) -> np.ndarray:
     return np.clip((ink - low) / (high - low), 0.0, 1.0)
 
 
-def _line_band(mask: np.ndarray, vertical: bool) -> np.ndarray | None:
+def _line_band(mask: np.ndarray, vertical: bool) -> tuple[np.ndarray | None, bool]:
     """Where thin lines run across most of the image: a 0/1 mask of bands around them.
 
     The image is cut into SLABS slabs across the lines' direction; in each, a row (widened
     by a pixel on both sides, for tilt) covered at least 60 % by ink is a line candidate,
     dashed lines included. A line must show in at least 3 slabs within a few rows: the
     stroke of a digit, even a long one, does not run across the image. Tilt up to ~2 degrees.
-    None when there is no line (the common case, and cheap).
+    Returns the band mask, None when there is no line (the common case, and cheap), and
+    whether any slab had a candidate row at all.
     """
     h, w = mask.shape
     if vertical:
@@ -228,14 +229,16 @@ def _line_band(mask: np.ndarray, vertical: bool) -> np.ndarray | None:
     else:
         band = cv2.dilate(mask, _kernel(1, 3)) * np.uint8(255)
         cover = cv2.resize(band, (SLABS, h), interpolation=cv2.INTER_AREA) >= 153
+    if not cover.any():
+        return None, False
     cover = np.ascontiguousarray(cover, dtype=np.uint8)  # one row per image row (column)
     across = cv2.dilate(cover, _kernel(1, 9)).sum(axis=1) >= min(3, SLABS)
     if not across.any():
-        return None
+        return None, True
     rows = cv2.dilate(cover, _kernel(1, 5)) & across[:, None].astype(np.uint8)
     if vertical:
-        return cv2.resize(np.ascontiguousarray(rows.T), (w, h), interpolation=cv2.INTER_NEAREST)
-    return cv2.resize(rows, (w, h), interpolation=cv2.INTER_NEAREST)
+        rows = np.ascontiguousarray(rows.T)
+    return cv2.resize(rows, (w, h), interpolation=cv2.INTER_NEAREST), True
 
 
 def ruled_lines(weak: np.ndarray) -> np.ndarray:
@@ -250,8 +253,11 @@ def ruled_lines(weak: np.ndarray) -> np.ndarray:
     run = max(7, w // 32)
     found = {}
     thick_h = None
+    maybe_long = False
     for vertical in (False, True):
-        band = _line_band(weak, vertical)
+        band, covered = _line_band(weak, vertical)
+        if not vertical:
+            maybe_long = covered
         if band is None:
             continue
         along, thick = (
@@ -262,14 +268,12 @@ def ruled_lines(weak: np.ndarray) -> np.ndarray:
         thick_h = thick_ink if not vertical else thick_h
         found[vertical] = weak & band & straight & ~thick_ink & 1
     # A line too faint in places to show in the bands is still one long thin run (a third
-    # of the width, tilt allowed) where it passes the digits.
-    tilted = cv2.dilate(weak, _kernel(1, 3))
-    length = max(16, w // 3)
-    # (Only rows with that much ink can hold such a run: most frames skip the opening.)
-    rows_ink = cv2.reduce(tilted, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)
+    # of the width, tilt allowed) where it passes the digits. Such a run covers most of some
+    # slab's row, so frames without any candidate row skip this.
     long_run = None
-    if rows_ink.max() >= length:
-        long_run = cv2.morphologyEx(tilted, cv2.MORPH_OPEN, _kernel(length, 1))
+    if maybe_long:
+        tilted = cv2.dilate(weak, _kernel(1, 3))
+        long_run = cv2.morphologyEx(tilted, cv2.MORPH_OPEN, _kernel(max(16, w // 3), 1))
     if long_run is not None and long_run.any():
         if thick_h is None:
             thick_h = cv2.morphologyEx(weak, cv2.MORPH_OPEN, _kernel(max(4, w // 16), 4))
@@ -507,7 +511,7 @@ class InkPage:
         if self.not_lines is not None:
             mine &= self.not_lines[ya:yb, xa:xb]
         paper = self.paper[ya:yb, xa:xb]
-        if max(bw, bh) >= 2 * STROKE_BOX or self.scale == 1.0:
+        if max(bw, bh) >= STROKE_BOX or self.scale == 1.0:
             return _stretch(relative_ink(self.work[ya:yb, xa:xb], paper) * mine, MIN_INK / 2)
         # The same region from the full-resolution frame, shrunk to at most 2 * STROKE_BOX.
         s = self.scale
