@@ -345,7 +345,25 @@ def _drop_junk(comps: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return comps[~(speck | line | along_border)]
 
 
-def _merge_pieces(boxes: np.ndarray) -> list[list[int]]:
+def _digit_height_cap(boxes: np.ndarray) -> float:
+    """How tall one digit can be in this frame: 1.3x the median height of digit-sized pieces.
+
+    Only known for a number (digit-sized pieces side by side in at least three columns);
+    merging pieces never makes a region taller than that, so digits of two lines are not
+    joined through a stray piece between them. One digit alone has no such limit: its
+    pieces, stacked, may be all there is.
+    """
+    heights = boxes[:, 3]
+    big = boxes[heights >= 0.5 * heights.max()] if len(boxes) else boxes
+    columns, end = 0, -np.inf
+    for x, _, w, _ in big[np.argsort(big[:, 0])]:
+        if x >= end - 0.25 * w:
+            columns += 1
+        end = max(end, x + w)
+    return 1.3 * float(np.median(big[:, 3])) if columns >= 3 else float("inf")
+
+
+def _merge_pieces(boxes: np.ndarray, cap: float) -> list[list[int]]:
     """Group the pieces of one digit: pieces over each other, or corner to corner, and close.
 
     Side-by-side neighbours share their rows and are never merged; two digits of different
@@ -377,9 +395,18 @@ def _merge_pieces(boxes: np.ndarray) -> list[list[int]]:
         # digit. Neighbouring digits keep a wider gap.
         thin = np.maximum(boxes[:, 2][:, None], boxes[:, 2][None]) < 0.35 * tall
         close |= thin & (-overlap_x < 0.05 * tall) & (-gap_y > 0.6 * short)
+        # Dirt is no piece of a digit: a speck next to a stroke stays apart (and is dropped).
+        size = boxes[:, 2:4].max(axis=1)
+        speck = np.minimum(size[:, None], size[None]) < 0.15 * tall
+        close &= ~speck
+        top, bottom = {i: int(y1[i]) for i in range(n)}, {i: int(y2[i]) for i in range(n)}
         for i, j in zip(*np.nonzero(np.triu(close, 1)), strict=True):
             ri, rj = _root(parent, int(i)), _root(parent, int(j))
-            parent[max(ri, rj)] = min(ri, rj)
+            if ri == rj or max(bottom[ri], bottom[rj]) - min(top[ri], top[rj]) > cap:
+                continue
+            keep, gone = min(ri, rj), max(ri, rj)
+            parent[gone] = keep
+            top[keep], bottom[keep] = min(top[ri], top[rj]), max(bottom[ri], bottom[rj])
     groups: dict[int, list[int]] = {}
     for i in range(n):
         groups.setdefault(_root(parent, i), []).append(i)
@@ -387,7 +414,7 @@ def _merge_pieces(boxes: np.ndarray) -> list[list[int]]:
 
 
 def _attach_small_pieces(
-    regions: list[tuple[tuple[int, int, int, int], np.ndarray]],
+    regions: list[tuple[tuple[int, int, int, int], np.ndarray]], cap: float
 ) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
     """Join a small piece to the nearest bigger region it (almost) touches.
 
@@ -402,10 +429,11 @@ def _attach_small_pieces(
         best, best_gap = None, None
         for j in range(i + 1, len(regions)):
             (bx, by, bw, bh), _ = regions[j]
-            if max(w, h) >= 0.6 * bh:  # not small next to that digit's height
+            if max(w, h) >= 0.6 * bh or max(w, h) < 0.15 * bh:  # not a piece: a digit, dirt
                 continue
             gap = max(bx - (x + w), x - (bx + bw), by - (y + h), y - (by + bh), 0)
-            if gap <= 0.25 * bh and (best_gap is None or gap < best_gap):
+            joined_height = max(y + h, by + bh) - min(y, by)
+            if gap <= 0.25 * bh and joined_height <= cap and (best_gap is None or gap < best_gap):
                 best, best_gap = j, gap
         if best is None:
             i += 1
@@ -569,12 +597,13 @@ def digit_regions(
     # merging stays cheap.
     comps = comps[np.argsort(-comps[:, 4], kind="stable")[:MAX_PIECES]]
     regions = []
-    for group in _merge_pieces(comps[:, :4]):
+    cap = _digit_height_cap(comps[:, :4])
+    for group in _merge_pieces(comps[:, :4], cap):
         part = comps[group]
         x1, y1 = part[:, 0].min(), part[:, 1].min()
         x2, y2 = (part[:, 0] + part[:, 2]).max(), (part[:, 1] + part[:, 3]).max()
         regions.append(((int(x1), int(y1), int(x2 - x1), int(y2 - y1)), part[:, 5]))
-    regions = _attach_small_pieces(regions)
-    # Far smaller than the biggest digit: a dot, a dash, leftover dirt.
-    tallest = max(max(b[2], b[3]) for b, _ in regions)
-    return labels, [(b, ids) for b, ids in regions if max(b[2], b[3]) >= 0.4 * tallest]
+    regions = _attach_small_pieces(regions, cap)
+    # Far less tall than the tallest digit: a dot, a dash, leftover dirt.
+    tallest = max(b[3] for b, _ in regions)
+    return labels, [(b, ids) for b, ids in regions if b[3] >= 0.4 * tallest]
