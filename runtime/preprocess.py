@@ -50,9 +50,12 @@ def _kernel(width: int, height: int) -> np.ndarray:
 
 
 def to_gray(frame: np.ndarray) -> np.ndarray:
-    """BGR, BGRA or grey, uint8 or 16-bit, to grey uint8."""
+    """BGR, BGRA or grey; uint8, 16-bit, or float (0..1 or 0..255) to grey uint8."""
     if frame.dtype == np.uint16:
         frame = (frame >> 8).astype(np.uint8)
+    elif frame.dtype.kind == "f":
+        top = 255.0 if frame.size and float(frame.max()) <= 1.0 else 1.0
+        frame = np.clip(np.rint(frame * top), 0, 255).astype(np.uint8)
     elif frame.dtype != np.uint8:
         frame = np.clip(frame, 0, 255).astype(np.uint8)
     if frame.ndim == 3 and frame.shape[2] == 4:

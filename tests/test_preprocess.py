@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.preprocess import find_digit_crops, reading_order, to_mnist_28x28
+from runtime.preprocess import find_digit_crops, reading_order, to_gray, to_mnist_28x28
 from tests.synthetic import camera_frame, camera_frame_with_boxes
 
 
@@ -67,6 +67,18 @@ def test_mnist_test_image_passes_through_unchanged(mnist):
         # Inverted (black on white, like a scan): the same digit.
         [(_, inverted)] = find_digit_crops(255 - image)
         np.testing.assert_array_equal(inverted, crop)
+
+
+def test_frames_of_any_layout_and_depth_become_the_same_grey(mnist):
+    rng = np.random.default_rng(5)
+    frame = camera_frame([mnist.x_test[1]], rng)
+    grey = to_gray(frame)
+    assert grey.dtype == np.uint8 and grey.shape == frame.shape[:2]
+    np.testing.assert_array_equal(to_gray(cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA)), grey)
+    np.testing.assert_array_equal(to_gray(grey.astype(np.uint16) * 257), grey)
+    np.testing.assert_array_equal(to_gray(grey.astype(np.float32) / 255.0), grey)
+    boxes = [box for box, _ in find_digit_crops(grey.astype(np.uint16) * 257)]
+    assert boxes == [box for box, _ in find_digit_crops(frame)]
 
 
 def test_to_mnist_28x28_keeps_aspect_and_grades():
