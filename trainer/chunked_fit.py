@@ -18,6 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from trainer.data import scale_pixels
+
 
 def index_chunks(n: int, batch_size: int, chunk: int, seed: int) -> tf.data.Dataset:
     """Each epoch: a fresh permutation of range(n), as [chunk, batch_size] index chunks.
@@ -50,15 +52,24 @@ def count_hits(probabilities, labels):
 
 
 class ChunkedTrainer(keras.Model):
-    """Trains `model` on (x, y) held in memory; `fit` takes `index_chunks(...)` as input."""
+    """Trains `model` on (x, y) held in memory; `fit` takes `index_chunks(...)` as input.
+
+    `x` are the raw uint8 images: each gathered batch is scaled to [0, 1] inside the call
+    by looking its grey levels up in `scale_pixels(0..255)`, so the values are the data
+    pipeline's bit for bit (a division inside XLA may be rewritten as a multiplication, which
+    differs in the last bit), while the 55,000 images stay 43 MB instead of 172 MB.
+    """
 
     def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray):
         super().__init__()
+        if x.dtype != np.uint8:
+            raise TypeError(f"ChunkedTrainer takes uint8 images, got {x.dtype}")
         self.model = model
         # Non-trainable tf.Variables: read inside the XLA call without being copied into the
-        # graph as constants (172 MB for the MNIST training set).
+        # graph as constants.
         self.images = tf.Variable(x, trainable=False, name="train_images")
         self.labels = tf.Variable(y.astype(np.int32), trainable=False, name="train_labels")
+        self.grey_levels = tf.constant(scale_pixels(np.arange(256, dtype=np.uint8)))
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
 
@@ -82,7 +93,8 @@ class ChunkedTrainer(keras.Model):
         def one_step(i, loss_sum, correct, count):
             indices = chunk_indices[i]
             real = keras.ops.cast(indices >= 0, "float32")
-            x = tf.gather(self.images, keras.ops.maximum(indices, 0))
+            pixels = tf.gather(self.images, keras.ops.maximum(indices, 0))
+            x = tf.gather(self.grey_levels, keras.ops.cast(pixels, "int32"))
             y = tf.gather(self.labels, keras.ops.maximum(indices, 0))
             with tf.GradientTape() as tape:
                 probabilities = self.model(x, training=True)

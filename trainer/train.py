@@ -82,6 +82,8 @@ def train_and_save(
     `limit` trains on the first `limit` training images only (tests use it). Returns the
     metrics that are also written to `mnist_dense.train.json`.
     """
+    import tensorflow as tf
+
     from trainer.chunked_fit import ChunkedTrainer, index_chunks
     from trainer.figures import save_sample_grid, save_training_curves
     from trainer.model import (
@@ -94,7 +96,7 @@ def train_and_save(
     out_dir.mkdir(parents=True, exist_ok=True)
     x_all, y_all = data.x_train[:limit], data.y_train[:limit]
     train_idx, val_idx = split_validation(len(x_all), seed)
-    x_train, y_train = scale_pixels(x_all[train_idx]), y_all[train_idx].astype(np.int32)
+    x_train, y_train = x_all[train_idx], y_all[train_idx].astype(np.int32)  # scaled in the step
     x_val, y_val = scale_pixels(x_all[val_idx]), y_all[val_idx].astype(np.int32)
 
     seed_everything(seed)
@@ -107,8 +109,8 @@ def train_and_save(
     history = trainer.fit(
         index_chunks(len(x_train), batch_size, STEPS_PER_CALL, seed),
         epochs=epochs,
-        validation_data=(x_val, y_val),
-        validation_batch_size=1000,
+        # A dataset made once: numpy arrays would be wrapped anew at every epoch's validation.
+        validation_data=tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(1000).cache(),
         shuffle=False,  # index_chunks already reshuffles every epoch
         verbose=keras_verbosity(quiet),
     )
