@@ -24,6 +24,15 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def int8_model(repo_root: Path) -> Path:
+    """The committed int8 model: the runtime's default, what a user runs from a fresh clone."""
+    path = repo_root / "models" / "mnist_int8.tflite"
+    if not path.is_file():
+        pytest.skip(f"{path} missing: run `mnist-edge all` first")
+    return path
+
+
+@pytest.fixture(scope="session")
 def mnist_data_dir() -> Path:
     folder = mnist_dir()
     if folder is None:

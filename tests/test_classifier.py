@@ -13,14 +13,6 @@ from runtime.classifier import DigitClassifier, ModelError, dequantize_output, q
 
 
 @pytest.fixture(scope="module")
-def int8_model(repo_root):
-    path = repo_root / "models" / "mnist_int8.tflite"
-    if not path.is_file():
-        pytest.skip(f"{path} missing: run `mnist-edge all` first")
-    return path
-
-
-@pytest.fixture(scope="module")
 def test_images(mnist):
     return mnist.x_test[:600].astype(np.float32) / 255.0, mnist.y_test[:600]
 

@@ -24,14 +24,6 @@ FRAMES = 12
 
 
 @pytest.fixture(scope="session")
-def int8_model(repo_root) -> Path:
-    path = repo_root / "models" / "mnist_int8.tflite"
-    if not path.is_file():
-        pytest.skip("models/mnist_int8.tflite missing: run `mnist-edge all` first")
-    return path
-
-
-@pytest.fixture(scope="session")
 def video(mnist, tmp_path_factory) -> Path:
     """An mp4 of FRAMES camera-like frames, each with a different 3-4 digit number."""
     rng = np.random.default_rng(4)

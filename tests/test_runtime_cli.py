@@ -33,14 +33,6 @@ print(json.dumps({"after_import": after_import, "tensorflow": tf, "code": code})
 
 
 @pytest.fixture(scope="session")
-def int8_model(repo_root) -> Path:
-    path = repo_root / "models" / "mnist_int8.tflite"
-    if not path.is_file():
-        pytest.skip("models/mnist_int8.tflite missing: run `mnist-edge all` first")
-    return path
-
-
-@pytest.fixture(scope="session")
 def sure_digits(mnist, int8_model) -> list[tuple[np.ndarray, int]]:
     """Three MNIST test digits of different classes that the model gets right, clean."""
     from runtime.classifier import DigitClassifier
