@@ -23,6 +23,8 @@ ruled lines and the page edge around. The steps, each on the cheapest image that
 
 from __future__ import annotations
 
+import math
+import statistics
 from functools import lru_cache
 
 import cv2
@@ -142,8 +144,11 @@ def paper_background(gray: np.ndarray) -> np.ndarray:
 
 def relative_ink(gray: np.ndarray, paper: np.ndarray) -> np.ndarray:
     """How much darker than the paper each pixel is, as a fraction of the paper: float32 0..1."""
-    paper = np.maximum(paper, 1).astype(np.float32)
-    return np.clip(1.0 - gray.astype(np.float32) / paper, 0.0, 1.0)
+    # In place on one float array: this runs on the whole work copy every frame.
+    ink = gray.astype(np.float32)
+    ink /= np.maximum(paper, 1).astype(np.float32)
+    np.subtract(1.0, ink, out=ink)
+    return np.clip(ink, 0.0, 1.0, out=ink)
 
 
 def to_mnist_28x28(ink: np.ndarray) -> np.ndarray:
@@ -375,14 +380,16 @@ def _digit_height_cap(boxes: np.ndarray) -> float:
     joined through a stray piece between them. One digit alone has no such limit: its
     pieces, stacked, may be all there is.
     """
-    heights = boxes[:, 3]
-    big = boxes[heights >= 0.5 * heights.max()] if len(boxes) else boxes
-    columns, end = 0, -np.inf
-    for x, _, w, _ in big[np.argsort(big[:, 0])]:
+    # Plain Python lists: a handful of boxes, where numpy's per-call overhead dominates.
+    boxes = boxes.tolist()
+    tallest = max((b[3] for b in boxes), default=0)
+    big = sorted((b for b in boxes if b[3] >= 0.5 * tallest), key=lambda b: b[0])
+    columns, end = 0, -math.inf
+    for x, _, w, _ in big:
         if x >= end - 0.25 * w:
             columns += 1
         end = max(end, x + w)
-    return 1.3 * float(np.median(big[:, 3])) if columns >= 3 else float("inf")
+    return 1.3 * float(statistics.median(b[3] for b in big)) if columns >= 3 else math.inf
 
 
 def _merge_pieces(boxes: np.ndarray, cap: float) -> list[list[int]]:
