@@ -613,8 +613,10 @@ def digit_regions(
     # Otsu's level separates ink from paper when there is ink; on a blank page it splits the
     # noise, hence the floor. The cap keeps faint digits next to bold ones.
     strong_level = min(max(otsu / 255.0, STRONG_INK), 0.5)
-    weak = (ink8 > MIN_INK * 255).astype(np.uint8)
-    strong = (ink8 > strong_level * 255).astype(np.uint8)
+    # cv2.threshold on uint8 keeps what is above the level's floor: the same as ink8 > level,
+    # in one pass instead of numpy's two.
+    weak = cv2.threshold(ink8, MIN_INK * 255, 1, cv2.THRESH_BINARY)[1]
+    strong = cv2.threshold(ink8, strong_level * 255, 1, cv2.THRESH_BINARY)[1]
     lines = ruled_lines(weak)
     if lines.any():
         page.not_lines = 1 - lines
