@@ -157,7 +157,7 @@ def to_mnist_28x28(ink: np.ndarray) -> np.ndarray:
     Fitted into a 20x20 box keeping the aspect ratio, the pen width evened out towards MNIST's,
     padded to 28x28 with the centre of mass at the centre. float32 in [0, 1].
     """
-    ink = ink.astype(np.float32) / 255.0 if ink.dtype == np.uint8 else ink.astype(np.float32)
+    ink = ink.astype(np.float32) / 255.0 if ink.dtype == np.uint8 else np.asarray(ink, np.float32)
     out = np.zeros((MNIST_SIDE, MNIST_SIDE), np.float32)
     # The box of the visible ink (boundingRect of a mask: cheaper than numpy on small arrays).
     x, y, w, h = cv2.boundingRect((ink > 0.05).view(np.uint8))
@@ -561,9 +561,14 @@ class InkPage:
         m = 2  # pixels of margin (work scale) for the soft edges of the strokes
         wh, ww = labels.shape
         xa, ya, xb, yb = max(x - m, 0), max(y - m, 0), min(x + bw + m, ww), min(y + bh + m, wh)
-        mine = np.zeros(int(ids.max()) + 1, np.uint8)
-        mine[ids] = 1
-        mine = mine[np.minimum(labels[ya:yb, xa:xb], len(mine) - 1)]
+        window = labels[ya:yb, xa:xb]
+        if len(ids) == 1:  # most digits are one piece: a comparison, not a table lookup
+            # (>=, as the lookup below: labels above the table's end count as the last id.)
+            mine = (window >= ids[0]).view(np.uint8)
+        else:
+            mine = np.zeros(int(ids.max()) + 1, np.uint8)
+            mine[ids] = 1
+            mine = mine[np.minimum(window, len(mine) - 1)]
         mine = cv2.dilate(mine, _kernel(5, 5))
         if self.not_lines is not None:
             mine &= self.not_lines[ya:yb, xa:xb]
