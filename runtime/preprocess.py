@@ -563,12 +563,11 @@ class InkPage:
         xa, ya, xb, yb = max(x - m, 0), max(y - m, 0), min(x + bw + m, ww), min(y + bh + m, wh)
         window = labels[ya:yb, xa:xb]
         if len(ids) == 1:  # most digits are one piece: a comparison, not a table lookup
-            # (>=, as the lookup below: labels above the table's end count as the last id.)
-            mine = (window >= ids[0]).view(np.uint8)
+            mine = (window == ids[0]).view(np.uint8)
         else:
-            mine = np.zeros(int(ids.max()) + 1, np.uint8)
-            mine[ids] = 1
-            mine = mine[np.minimum(window, len(mine) - 1)]
+            lookup = np.zeros(max(int(window.max()), int(ids.max())) + 1, np.uint8)
+            lookup[ids] = 1
+            mine = lookup[window]
         mine = cv2.dilate(mine, _kernel(5, 5))
         if self.not_lines is not None:
             mine &= self.not_lines[ya:yb, xa:xb]
