@@ -8,7 +8,6 @@ imports TensorFlow: bundling works in the base install of a source checkout.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from runtime.classifier import TFLITE_IDENTIFIER, sha256_of
 from trainer.atomic import atomic_path
 from trainer.cli import writable_folder
 
@@ -49,10 +49,6 @@ SOURCE_IGNORE = shutil.ignore_patterns(
 )
 
 
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def check_model(model: Path) -> Path | None:
     """Refuse a missing or non-TFLite model and a card describing another model; return the card."""
     if not model.is_file():
@@ -62,7 +58,7 @@ def check_model(model: Path) -> Path | None:
             head = f.read(8)
     except OSError as error:
         raise click.ClickException(f"{model}: cannot read ({error.strerror})") from None
-    if head[4:8] != b"TFL3":  # the flatbuffer file identifier of every TFLite model
+    if head[4:8] != TFLITE_IDENTIFIER:
         raise click.ClickException(f"{model}: not a TFLite model (no TFL3 identifier)")
     card = model.with_suffix(".json")
     if not card.is_file():

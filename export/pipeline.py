@@ -9,7 +9,6 @@ the previous files untouched and no half-written one.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -44,6 +43,7 @@ from export.variants import (
     load_keras_model,
     stratified_calibration_set,
 )
+from runtime.classifier import sha256_of
 from trainer.data import Mnist, scale_pixels
 
 CARD_VERSION = 1
@@ -71,10 +71,6 @@ class ExportOptions:
 
 def tflite_filename(variant: str) -> str:
     return f"mnist_{variant}.tflite"
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @contextlib.contextmanager

@@ -95,6 +95,11 @@ def dequantize_output(q: np.ndarray, scale: float, zero_point: int) -> np.ndarra
     return (q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
 
 
+def sha256_of(path: Path) -> str:
+    """The hex sha256 of a file: what a model card records to name its model."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def read_model_card(model_path: Path) -> tuple[dict | None, str | None]:
     """The card `mnist_<variant>.json` beside the model, and why it was ignored if it was.
 
@@ -111,7 +116,7 @@ def read_model_card(model_path: Path) -> tuple[dict | None, str | None]:
     if not isinstance(card, dict):
         return None, f"{card_path}: ignored, not a model card"
     want = card.get("sha256")
-    if want and want != hashlib.sha256(model_path.read_bytes()).hexdigest():
+    if want and want != sha256_of(model_path):
         return None, f"{card_path}: ignored, its sha256 does not match {model_path.name}"
     return card, None
 
