@@ -408,48 +408,60 @@ def _merge_pieces(boxes: np.ndarray, cap: float) -> list[list[int]]:
     Side-by-side neighbours share their rows and are never merged; two digits of different
     lines overlap in x but are separated by a gap, so they stay apart too.
     """
+    boxes = boxes.tolist()  # a handful of boxes: plain Python beats numpy's per-call cost
     n = len(boxes)
     parent = list(range(n))
-    if n > 1:
-        x1, y1 = boxes[:, 0], boxes[:, 1]
-        x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
-        overlap_x = np.minimum(x2[:, None], x2[None]) - np.maximum(x1[:, None], x1[None])
-        narrow = np.minimum(boxes[:, 2][:, None], boxes[:, 2][None])
-        gap_y = np.maximum(y1[:, None], y1[None]) - np.minimum(y2[:, None], y2[None])
-        tall = np.maximum(boxes[:, 3][:, None], boxes[:, 3][None])
-        short = np.minimum(boxes[:, 3][:, None], boxes[:, 3][None])
-        stacked = overlap_x > 0.5 * narrow
-        # A small piece (the bar of a 5) may be further away than a half of a broken digit.
-        close = (
-            (gap_y < 0.2 * tall)  # a stroke broken by a thin gap (lines are further apart)
-            | ((gap_y < 0.25 * tall) & (short < 0.7 * tall))
-            | ((gap_y < 0.5 * tall) & (short < 0.5 * tall))
-        )
-        # A slanted stroke broken in two: one piece above the other, shifted sideways, their
-        # boxes meeting at a corner.
-        corner = (-overlap_x < 0.05 * tall) & (gap_y > -0.3 * short) & (gap_y < 0.2 * tall)
-        close &= stacked
-        close |= corner
-        # A stroke drawn twice, two thin lines side by side almost touching (some 1s): one
-        # digit. Neighbouring digits keep a wider gap.
-        thin = np.maximum(boxes[:, 2][:, None], boxes[:, 2][None]) < 0.35 * tall
-        close |= thin & (-overlap_x < 0.05 * tall) & (-gap_y > 0.6 * short)
-        # Dirt is no piece of a digit: a speck next to a stroke stays apart (and is dropped).
-        size = boxes[:, 2:4].max(axis=1)
-        speck = np.minimum(size[:, None], size[None]) < 0.15 * tall
-        close &= ~speck
-        top, bottom = {i: int(y1[i]) for i in range(n)}, {i: int(y2[i]) for i in range(n)}
-        for i, j in zip(*np.nonzero(np.triu(close, 1)), strict=True):
-            ri, rj = _root(parent, int(i)), _root(parent, int(j))
-            if ri == rj or max(bottom[ri], bottom[rj]) - min(top[ri], top[rj]) > cap:
-                continue
-            keep, gone = min(ri, rj), max(ri, rj)
-            parent[gone] = keep
-            top[keep], bottom[keep] = min(top[ri], top[rj]), max(bottom[ri], bottom[rj])
+    # Every rule of _one_digit needs the boxes less than 5 % of the taller one apart in x:
+    # in order of x, a box is compared with the next ones only until they start further
+    # right than that.
+    tallest = max((b[3] for b in boxes), default=0)
+    by_x = sorted(range(n), key=lambda i: boxes[i][0])
+    pairs = []
+    for k, i in enumerate(by_x):
+        right = boxes[i][0] + boxes[i][2] + 0.05 * tallest
+        for j in by_x[k + 1 :]:
+            if boxes[j][0] >= right:
+                break
+            if _one_digit(boxes[i], boxes[j]):
+                pairs.append((min(i, j), max(i, j)))
+    top = [b[1] for b in boxes]
+    bottom = [b[1] + b[3] for b in boxes]
+    for i, j in sorted(pairs):
+        ri, rj = _root(parent, i), _root(parent, j)
+        if ri == rj or max(bottom[ri], bottom[rj]) - min(top[ri], top[rj]) > cap:
+            continue
+        keep, gone = min(ri, rj), max(ri, rj)
+        parent[gone] = keep
+        top[keep], bottom[keep] = min(top[ri], top[rj]), max(bottom[ri], bottom[rj])
     groups: dict[int, list[int]] = {}
     for i in range(n):
         groups.setdefault(_root(parent, i), []).append(i)
     return list(groups.values())
+
+
+def _one_digit(a: list[int], b: list[int]) -> bool:
+    """Whether two pieces (x, y, w, h) look like parts of one digit."""
+    overlap_x = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    gap_y = max(a[1], b[1]) - min(a[1] + a[3], b[1] + b[3])
+    tall, short = max(a[3], b[3]), min(a[3], b[3])
+    # Dirt is no piece of a digit: a speck next to a stroke stays apart (and is dropped).
+    if min(max(a[2], a[3]), max(b[2], b[3])) < 0.15 * tall:
+        return False
+    # One over the other and close. A small piece (the bar of a 5) may be further away than
+    # a half of a broken digit; lines of digits are further apart than a thin gap.
+    if overlap_x > 0.5 * min(a[2], b[2]) and (
+        gap_y < 0.2 * tall
+        or (gap_y < 0.25 * tall and short < 0.7 * tall)
+        or (gap_y < 0.5 * tall and short < 0.5 * tall)
+    ):
+        return True
+    # A slanted stroke broken in two: one piece above the other, shifted sideways, their
+    # boxes meeting at a corner.
+    if -overlap_x < 0.05 * tall and -0.3 * short < gap_y < 0.2 * tall:
+        return True
+    # A stroke drawn twice, two thin lines side by side almost touching (some 1s): one
+    # digit. Neighbouring digits keep a wider gap.
+    return max(a[2], b[2]) < 0.35 * tall and -overlap_x < 0.05 * tall and -gap_y > 0.6 * short
 
 
 def _attach_small_pieces(
