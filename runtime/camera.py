@@ -13,6 +13,7 @@ camera that cannot be opened or goes away raises CameraError with a one-line mes
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from pathlib import Path
@@ -77,7 +78,13 @@ class VideoFileSource(FrameSource):
             raise CameraError(f"{path}: no such file (and not a camera index, URL or picamera2)")
         if Path(path).is_dir():
             raise CameraError(f"{path}: is a folder, not a video file")
-        capture = cv2.VideoCapture(str(path))
+        # The decoder gets every core but one: the loop's own work takes that one. (FFmpeg
+        # would use them all, and a decoder thread on the loop's core slows both.)
+        threads = max(1, (os.cpu_count() or 2) - 1)
+        capture = cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, threads])
+        if not capture.isOpened():  # a backend that refuses the setting: open it plainly
+            capture.release()
+            capture = cv2.VideoCapture(str(path))
         if not capture.isOpened():
             capture.release()
             raise CameraError(f"{path}: cannot open as a video (not a video or unknown codec)")
