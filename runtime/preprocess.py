@@ -331,7 +331,7 @@ def ruled_lines(weak: np.ndarray) -> np.ndarray:
 
 def _components(
     strong: np.ndarray, weak: np.ndarray, min_side: float
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, list[tuple[int, ...]]]:
     """Connected regions of weak ink that hold some strong ink (hysteresis thresholding).
 
     Returns the label image and one row per region kept: x, y, w, h, area, label, strong area.
@@ -346,43 +346,41 @@ def _components(
         x, y, w, h = cv2.boundingRect(contour)
         if max(w, h) < min_side:
             continue
-        label = labels[contour[0, 0, 1], contour[0, 0, 0]]
-        mine = labels[y : y + h, x : x + w] == label
-        strong_area = np.count_nonzero(strong[y : y + h, x : x + w][mine])
+        label = int(labels[contour[0, 0, 1], contour[0, 0, 0]])
+        mine = (labels[y : y + h, x : x + w] == label).view(np.uint8)
+        strong_area = cv2.countNonZero(strong[y : y + h, x : x + w] & mine)
         if strong_area:
-            rows.append((x, y, w, h, np.count_nonzero(mine), label, strong_area))
-    return labels, np.array(rows, np.int64).reshape(-1, 7)
+            rows.append((x, y, w, h, cv2.countNonZero(mine), label, strong_area))
+    return labels, rows
 
 
-def _border_contact(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per label: pixels on the top and bottom rows, and on the left and right columns."""
-    n = int(labels.max()) + 1
-    rows = np.bincount(np.concatenate([labels[0], labels[-1]]), minlength=n)
-    cols = np.bincount(np.concatenate([labels[:, 0], labels[:, -1]]), minlength=n)
-    return rows, cols
-
-
-def _drop_junk(comps: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Drop specks, ruled/grid lines and whatever hugs the frame's border (page edge, desk)."""
+def _is_junk(comp: tuple[int, ...], labels: np.ndarray) -> bool:
+    """A speck, a ruled/grid line, or what hugs the frame's border (page edge, desk)."""
     h, w = labels.shape
-    bw, bh, area = comps[:, 2], comps[:, 3], comps[:, 4]
-    speck = (area < 6) | (np.maximum(bw, bh) < max(3, 0.02 * min(h, w)))
-    line = ((bw > 6 * bh) & (bw > 0.1 * w)) | ((bh > 12 * bw) & (bh > 0.97 * h))
+    x, y, bw, bh, area, label, _ = comp
+    if area < 6 or max(bw, bh) < max(3, 0.02 * min(h, w)):
+        return True
+    if (bw > 6 * bh and bw > 0.1 * w) or (bh > 12 * bw and bh > 0.97 * h):
+        return True
     # Sparse and across the whole frame: a grid, or lines joined by something, not a digit
     # (a digit written with a fine pen is sparse too, but it leaves room around it).
-    line |= ((bw > 0.9 * w) | (bh > 0.95 * h)) & (area < 0.08 * bw * bh)
+    if (bw > 0.9 * w or bh > 0.95 * h) and area < 0.08 * bw * bh:
+        return True
     # A digit near the edge may touch it; the page edge, the desk or a shadow's corner lie
     # along it: they touch the border over a longer stretch than they reach into the frame.
-    rows, cols = _border_contact(labels)
-    rows, cols = rows[comps[:, 5]], cols[comps[:, 5]]
-    on_border = (rows > 0) | (cols > 0)
-    along_border = on_border & (
-        (np.minimum(bw, bh) < 0.02 * min(h, w)) | (rows > 0.8 * bh) | (cols > 0.8 * bw)
+    # (The box is tight: a region touches the border exactly when its box does.)
+    if x > 0 and y > 0 and x + bw < w and y + bh < h:
+        return False
+    rows = sum(
+        int(np.count_nonzero(labels[r, x : x + bw] == label)) for r in {y, y + bh - 1} & {0, h - 1}
     )
-    return comps[~(speck | line | along_border)]
+    cols = sum(
+        int(np.count_nonzero(labels[y : y + bh, c] == label)) for c in {x, x + bw - 1} & {0, w - 1}
+    )
+    return min(bw, bh) < 0.02 * min(h, w) or rows > 0.8 * bh or cols > 0.8 * bw
 
 
-def _digit_height_cap(boxes: np.ndarray) -> float:
+def _digit_height_cap(boxes: list[tuple[int, ...]]) -> float:
     """How tall one digit can be in this frame: 1.3x the median height of digit-sized pieces.
 
     Only known for a number (digit-sized pieces side by side in at least three columns);
@@ -390,8 +388,6 @@ def _digit_height_cap(boxes: np.ndarray) -> float:
     joined through a stray piece between them. One digit alone has no such limit: its
     pieces, stacked, may be all there is.
     """
-    # Plain Python lists: a handful of boxes, where numpy's per-call overhead dominates.
-    boxes = boxes.tolist()
     tallest = max((b[3] for b in boxes), default=0)
     big = sorted((b for b in boxes if b[3] >= 0.5 * tallest), key=lambda b: b[0])
     columns, end = 0, -math.inf
@@ -402,13 +398,12 @@ def _digit_height_cap(boxes: np.ndarray) -> float:
     return 1.3 * float(statistics.median(b[3] for b in big)) if columns >= 3 else math.inf
 
 
-def _merge_pieces(boxes: np.ndarray, cap: float) -> list[list[int]]:
+def _merge_pieces(boxes: list[tuple[int, ...]], cap: float) -> list[list[int]]:
     """Group the pieces of one digit: pieces over each other, or corner to corner, and close.
 
     Side-by-side neighbours share their rows and are never merged; two digits of different
     lines overlap in x but are separated by a gap, so they stay apart too.
     """
-    boxes = boxes.tolist()  # a handful of boxes: plain Python beats numpy's per-call cost
     n = len(boxes)
     parent = list(range(n))
     # Every rule of _one_digit needs the boxes less than 5 % of the taller one apart in x:
@@ -439,7 +434,7 @@ def _merge_pieces(boxes: np.ndarray, cap: float) -> list[list[int]]:
     return list(groups.values())
 
 
-def _one_digit(a: list[int], b: list[int]) -> bool:
+def _one_digit(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
     """Whether two pieces (x, y, w, h) look like parts of one digit."""
     overlap_x = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
     gap_y = max(a[1], b[1]) - min(a[1] + a[3], b[1] + b[3])
@@ -465,8 +460,8 @@ def _one_digit(a: list[int], b: list[int]) -> bool:
 
 
 def _attach_small_pieces(
-    regions: list[tuple[tuple[int, int, int, int], np.ndarray]], cap: float
-) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+    regions: list[tuple[tuple[int, int, int, int], list[int]]], cap: float
+) -> list[tuple[tuple[int, int, int, int], list[int]]]:
     """Join a small piece to the nearest bigger region it (almost) touches.
 
     The bar of a 5 drawn apart from its body, or a 4 whose strokes do not meet, sits beside
@@ -492,7 +487,7 @@ def _attach_small_pieces(
         (bx, by, bw, bh), bids = regions.pop(best)
         x1, y1 = min(x, bx), min(y, by)
         x2, y2 = max(x + w, bx + bw), max(y + h, by + bh)
-        regions[i] = ((x1, y1, x2 - x1, y2 - y1), np.concatenate([ids, bids]))
+        regions[i] = ((x1, y1, x2 - x1, y2 - y1), ids + bids)
         regions.sort(key=lambda r: r[0][3])
         i = 0
     return regions
@@ -571,7 +566,7 @@ class InkPage:
         return x0, y0, x1 - x0, y1 - y0
 
     def digit_ink(
-        self, labels: np.ndarray, ids: np.ndarray, box: tuple[int, int, int, int]
+        self, labels: np.ndarray, ids: list[int], box: tuple[int, int, int, int]
     ) -> np.ndarray:
         """One digit's graded ink, white on black, at up to twice STROKE_BOX pixels.
 
@@ -587,7 +582,7 @@ class InkPage:
         if len(ids) == 1:  # most digits are one piece: a comparison, not a table lookup
             mine = (window == ids[0]).view(np.uint8)
         else:
-            lookup = np.zeros(max(int(window.max()), int(ids.max())) + 1, np.uint8)
+            lookup = np.zeros(max(int(window.max()), max(ids)) + 1, np.uint8)
             lookup[ids] = 1
             mine = lookup[window]
         mine = cv2.dilate(mine, _kernel(5, 5))
@@ -631,7 +626,7 @@ def ink_page(gray: np.ndarray) -> InkPage:
 
 def digit_regions(
     page: InkPage,
-) -> tuple[np.ndarray, list[tuple[tuple[int, int, int, int], np.ndarray]]]:
+) -> tuple[np.ndarray, list[tuple[tuple[int, int, int, int], list[int]]]]:
     """Threshold the ink, drop lines and junk, merge pieces: (labels, [(box, label ids)])."""
     ink8 = page.ink8
     # Otsu's level from every other row: its histogram is most of its cost, and half the
@@ -651,19 +646,21 @@ def digit_regions(
         strong &= page.not_lines
     h, w = weak.shape
     labels, comps = _components(strong, weak, max(3, 0.02 * min(h, w)))
-    comps = _drop_junk(comps, labels) if len(comps) else comps
-    if len(comps) == 0:
+    # Plain Python from here: a handful of pieces, where numpy's per-call cost dominates.
+    comps = [c for c in comps if not _is_junk(c, labels)]
+    if not comps:
         return labels, []
     # A page of text or a busy texture has hundreds of pieces: the biggest are enough, and
     # merging stays cheap.
-    comps = comps[np.argsort(-comps[:, 4], kind="stable")[:MAX_PIECES]]
+    comps = sorted(comps, key=lambda c: -c[4])[:MAX_PIECES]
+    boxes = [c[:4] for c in comps]
     regions = []
-    cap = _digit_height_cap(comps[:, :4])
-    for group in _merge_pieces(comps[:, :4], cap):
-        part = comps[group]
-        x1, y1 = part[:, 0].min(), part[:, 1].min()
-        x2, y2 = (part[:, 0] + part[:, 2]).max(), (part[:, 1] + part[:, 3]).max()
-        regions.append(((int(x1), int(y1), int(x2 - x1), int(y2 - y1)), part[:, 5]))
+    cap = _digit_height_cap(boxes)
+    for group in _merge_pieces(boxes, cap):
+        part = [comps[i] for i in group]
+        x1, y1 = min(c[0] for c in part), min(c[1] for c in part)
+        x2, y2 = max(c[0] + c[2] for c in part), max(c[1] + c[3] for c in part)
+        regions.append(((x1, y1, x2 - x1, y2 - y1), [c[5] for c in part]))
     regions = _attach_small_pieces(regions, cap)
     # Far less tall than the tallest digit: a dot, a dash, leftover dirt.
     tallest = max(b[3] for b, _ in regions)
