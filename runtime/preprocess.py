@@ -227,16 +227,19 @@ def _quantile(values: np.ndarray, q: float) -> float:
 
 
 def _stretch(ink: np.ndarray, low: int) -> np.ndarray:
-    """Graded ink to MNIST's range, in grey levels: paper (`low` and below) 0, the stroke's
-    core 255 (MNIST strokes saturate)."""
+    """Graded ink (0..255) to MNIST's range, float32: paper (`low` and below) 0, the stroke's
+    core 1 (MNIST strokes saturate)."""
     # The stroke's level (70 % of its pixels are fainter) from the histogram of the levels
     # above the paper: cheaper than sorting the pixels.
-    above = np.cumsum(np.bincount(ink.ravel(), minlength=256)[low + 1 :])
+    above = np.cumsum(cv2.calcHist([ink], [0], None, [256], [0, 256]).ravel()[low + 1 :])
     if above[-1] == 0:
-        return np.zeros_like(ink)
+        return np.zeros(ink.shape, np.float32)
     high = low + 1 + int(np.searchsorted(above, int(0.7 * (above[-1] - 1)) + 1))
     high = max(high, low + 13)
-    return cv2.multiply(cv2.subtract(ink, low), 1.0, scale=255.0 / (high - low))
+    out = ink.astype(np.float32)
+    out -= low
+    out *= 1.0 / (high - low)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def _line_band(mask: np.ndarray, vertical: bool) -> tuple[np.ndarray | None, bool]:
