@@ -125,11 +125,13 @@ def paper_background(gray: np.ndarray) -> np.ndarray:
     """The paper's brightness without the ink (dark ink on light paper), same size as `gray`.
 
     Closing with a box a third of the image: strokes narrower than that vanish (even a marker
-    on a digit filling the frame), large things (shadows, a gradient) stay. Done at half the
-    size, then scaled back up.
+    on a digit filling the frame), large things (shadows, a gradient) stay. Done at a quarter
+    of the size, then scaled back up.
     """
     h, w = gray.shape
-    small = cv2.resize(gray, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+    # Halved twice: OpenCV's area resize by 2 has a fast path, by 4 costs four times more.
+    small = cv2.resize(gray, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(small, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
     k = max(3, (max(small.shape) // 3) | 1)
     # Smooth first: the max filter would otherwise pick the noise's peaks and put the paper
     # too bright in dark, noisy places (a shadow), where the paper would then look like ink.
