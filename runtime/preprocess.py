@@ -639,9 +639,9 @@ def digit_regions(
 ) -> tuple[np.ndarray, list[tuple[tuple[int, int, int, int], list[int]]]]:
     """Threshold the ink, drop lines and junk, merge pieces: (labels, [(box, label ids)])."""
     ink8 = page.ink8
-    # Otsu's level from every other row: its histogram is most of its cost, and half the
-    # rows give the same level.
-    otsu, _ = cv2.threshold(ink8[::2], 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    # Otsu's level from every fourth row: its histogram is most of its cost, and a quarter of
+    # the rows gives the same level, or one grey level apart.
+    otsu, _ = cv2.threshold(ink8[::4], 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     # Otsu's level separates ink from paper when there is ink; on a blank page it splits the
     # noise, hence the floor. The cap keeps faint digits next to bold ones.
     strong_level = min(max(otsu / 255.0, STRONG_INK), 0.5)
