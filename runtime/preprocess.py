@@ -339,35 +339,39 @@ def ruled_lines(weak: np.ndarray) -> np.ndarray:
     return lines
 
 
-def _components(
-    strong: np.ndarray, weak: np.ndarray, min_side: float
-) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+Piece = tuple  # x, y, w, h, area, mask (uint8 0/1, the box's size), strong area
+
+
+def _components(strong: np.ndarray, weak: np.ndarray, min_side: float) -> list[Piece]:
     """Connected regions of weak ink that hold some strong ink (hysteresis thresholding).
 
-    Returns the label image and one row per region kept: x, y, w, h, area, label, strong area.
-    Regions smaller than `min_side` both ways are skipped at once (noise). The boxes come
-    from the outer contours: OpenCV's connectedComponentsWithStats costs five times more
-    than labelling and contours together.
+    One row per region kept: x, y, w, h, area, its own pixels as a mask of its box, strong
+    area. Regions smaller than `min_side` both ways are skipped at once (noise). The boxes
+    come from the outer contours, and each region is labelled inside its own box only:
+    labelling the whole work copy costs more than all the boxes together, and a region's
+    pixels, and the paths joining them, all lie inside its box.
     """
-    _, labels = cv2.connectedComponents(weak, connectivity=8)
     contours, _ = cv2.findContours(weak, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     rows = []
     for contour in contours:
         x, y, w, h = cv2.boundingRect(contour)
         if max(w, h) < min_side:
             continue
-        label = int(labels[contour[0, 0, 1], contour[0, 0, 0]])
-        mine = (labels[y : y + h, x : x + w] == label).view(np.uint8)
+        mine = weak[y : y + h, x : x + w]
+        count, labels = cv2.connectedComponents(mine, connectivity=8)
+        if count > 2:  # other ink in the box: a neighbour's tip, a speck in a loop
+            x0, y0 = contour[0, 0]
+            mine = (labels == labels[y0 - y, x0 - x]).view(np.uint8)
         strong_area = cv2.countNonZero(strong[y : y + h, x : x + w] & mine)
         if strong_area:
-            rows.append((x, y, w, h, cv2.countNonZero(mine), label, strong_area))
-    return labels, rows
+            rows.append((x, y, w, h, cv2.countNonZero(mine), mine, strong_area))
+    return rows
 
 
-def _is_junk(comp: tuple[int, ...], labels: np.ndarray) -> bool:
+def _is_junk(piece: Piece, shape: tuple[int, int]) -> bool:
     """A speck, a ruled/grid line, or what hugs the frame's border (page edge, desk)."""
-    h, w = labels.shape
-    x, y, bw, bh, area, label, _ = comp
+    h, w = shape
+    x, y, bw, bh, area, mask, _ = piece
     if area < 6 or max(bw, bh) < max(3, 0.02 * min(h, w)):
         return True
     if (bw > 6 * bh and bw > 0.1 * w) or (bh > 12 * bw and bh > 0.97 * h):
@@ -381,11 +385,11 @@ def _is_junk(comp: tuple[int, ...], labels: np.ndarray) -> bool:
     # (The box is tight: a region touches the border exactly when its box does.)
     if x > 0 and y > 0 and x + bw < w and y + bh < h:
         return False
-    rows = sum(
-        int(np.count_nonzero(labels[r, x : x + bw] == label)) for r in {y, y + bh - 1} & {0, h - 1}
+    rows = (np.count_nonzero(mask[0]) if y == 0 else 0) + (
+        np.count_nonzero(mask[-1]) if y + bh == h else 0
     )
-    cols = sum(
-        int(np.count_nonzero(labels[y : y + bh, c] == label)) for c in {x, x + bw - 1} & {0, w - 1}
+    cols = (np.count_nonzero(mask[:, 0]) if x == 0 else 0) + (
+        np.count_nonzero(mask[:, -1]) if x + bw == w else 0
     )
     return min(bw, bh) < 0.02 * min(h, w) or rows > 0.8 * bh or cols > 0.8 * bw
 
@@ -470,8 +474,8 @@ def _one_digit(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
 
 
 def _attach_small_pieces(
-    regions: list[tuple[tuple[int, int, int, int], list[int]]], cap: float
-) -> list[tuple[tuple[int, int, int, int], list[int]]]:
+    regions: list[tuple[tuple[int, int, int, int], list[Piece]]], cap: float
+) -> list[tuple[tuple[int, int, int, int], list[Piece]]]:
     """Join a small piece to the nearest bigger region it (almost) touches.
 
     The bar of a 5 drawn apart from its body, or a 4 whose strokes do not meet, sits beside
@@ -481,7 +485,7 @@ def _attach_small_pieces(
     regions = sorted(regions, key=lambda r: r[0][3])
     i = 0
     while i < len(regions):
-        (x, y, w, h), ids = regions[i]
+        (x, y, w, h), pieces = regions[i]
         best, best_gap = None, None
         for j in range(i + 1, len(regions)):
             (bx, by, bw, bh), _ = regions[j]
@@ -494,10 +498,10 @@ def _attach_small_pieces(
         if best is None:
             i += 1
             continue
-        (bx, by, bw, bh), bids = regions.pop(best)
+        (bx, by, bw, bh), more = regions.pop(best)
         x1, y1 = min(x, bx), min(y, by)
         x2, y2 = max(x + w, bx + bw), max(y + h, by + bh)
-        regions[i] = ((x1, y1, x2 - x1, y2 - y1), ids + bids)
+        regions[i] = ((x1, y1, x2 - x1, y2 - y1), pieces + more)
         regions.sort(key=lambda r: r[0][3])
         i = 0
     return regions
@@ -550,11 +554,11 @@ def find_digit_crops(
             return [((0, 0, w, h), digit.astype(np.float32) / 255.0)]
         return [((0, 0, w, h), to_mnist_28x28(digit))]
     page = ink_page(gray)
-    labels, regions = digit_regions(page)
+    regions = digit_regions(page)
     results = []
     for i in reading_order([box for box, _ in regions]):
-        box, ids = regions[i]
-        results.append((page.frame_box(box), to_mnist_28x28(page.digit_ink(labels, ids, box))))
+        box, pieces = regions[i]
+        results.append((page.frame_box(box), to_mnist_28x28(page.digit_ink(pieces, box))))
     return results
 
 
@@ -575,9 +579,7 @@ class InkPage:
         y1 = min(h, int(np.ceil((y + bh) / self.scale)))
         return x0, y0, x1 - x0, y1 - y0
 
-    def digit_ink(
-        self, labels: np.ndarray, ids: list[int], box: tuple[int, int, int, int]
-    ) -> np.ndarray:
+    def digit_ink(self, pieces: list[Piece], box: tuple[int, int, int, int]) -> np.ndarray:
         """One digit's graded ink, white on black, at up to twice STROKE_BOX pixels.
 
         From the full-resolution frame when the work copy is too coarse for that. Only pixels
@@ -586,15 +588,11 @@ class InkPage:
         """
         x, y, bw, bh = box
         m = 2  # pixels of margin (work scale) for the soft edges of the strokes
-        wh, ww = labels.shape
+        wh, ww = self.work.shape
         xa, ya, xb, yb = max(x - m, 0), max(y - m, 0), min(x + bw + m, ww), min(y + bh + m, wh)
-        window = labels[ya:yb, xa:xb]
-        if len(ids) == 1:  # most digits are one piece: a comparison, not a table lookup
-            mine = (window == ids[0]).view(np.uint8)
-        else:
-            lookup = np.zeros(max(int(window.max()), max(ids)) + 1, np.uint8)
-            lookup[ids] = 1
-            mine = lookup[window]
+        mine = np.zeros((yb - ya, xb - xa), np.uint8)
+        for px, py, pw, ph, _, mask, _ in pieces:
+            mine[py - ya : py - ya + ph, px - xa : px - xa + pw] |= mask
         mine = cv2.dilate(mine, _kernel(5, 5))
         if self.not_lines is not None:
             mine &= self.not_lines[ya:yb, xa:xb]
@@ -634,10 +632,8 @@ def ink_page(gray: np.ndarray) -> InkPage:
     return InkPage(gray, work, paper_background(work), scale)
 
 
-def digit_regions(
-    page: InkPage,
-) -> tuple[np.ndarray, list[tuple[tuple[int, int, int, int], list[int]]]]:
-    """Threshold the ink, drop lines and junk, merge pieces: (labels, [(box, label ids)])."""
+def digit_regions(page: InkPage) -> list[tuple[tuple[int, int, int, int], list[Piece]]]:
+    """Threshold the ink, drop lines and junk, merge pieces: [(box, its pieces)]."""
     ink8 = page.ink8
     # Otsu's level from every fourth row: its histogram is most of its cost, and a quarter of
     # the rows gives the same level, or one grey level apart.
@@ -655,11 +651,11 @@ def digit_regions(
         weak &= page.not_lines
         strong &= page.not_lines
     h, w = weak.shape
-    labels, comps = _components(strong, weak, max(3, 0.02 * min(h, w)))
+    comps = _components(strong, weak, max(3, 0.02 * min(h, w)))
     # Plain Python from here: a handful of pieces, where numpy's per-call cost dominates.
-    comps = [c for c in comps if not _is_junk(c, labels)]
+    comps = [c for c in comps if not _is_junk(c, (h, w))]
     if not comps:
-        return labels, []
+        return []
     # A page of text or a busy texture has hundreds of pieces: the biggest are enough, and
     # merging stays cheap.
     comps = sorted(comps, key=lambda c: -c[4])[:MAX_PIECES]
@@ -670,8 +666,8 @@ def digit_regions(
         part = [comps[i] for i in group]
         x1, y1 = min(c[0] for c in part), min(c[1] for c in part)
         x2, y2 = max(c[0] + c[2] for c in part), max(c[1] + c[3] for c in part)
-        regions.append(((x1, y1, x2 - x1, y2 - y1), [c[5] for c in part]))
+        regions.append(((x1, y1, x2 - x1, y2 - y1), part))
     regions = _attach_small_pieces(regions, cap)
     # Far less tall than the tallest digit: a dot, a dash, leftover dirt.
     tallest = max(b[3] for b, _ in regions)
-    return labels, [(b, ids) for b, ids in regions if b[3] >= 0.4 * tallest]
+    return [(b, pieces) for b, pieces in regions if b[3] >= 0.4 * tallest]
