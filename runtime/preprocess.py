@@ -143,11 +143,12 @@ def paper_background(gray: np.ndarray) -> np.ndarray:
     pad = k // 2 + 1
     padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
     closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, _kernel(k, k))[pad:-pad, pad:-pad]
-    # The smoothing made sharp steps (the page's edge on a dark desk, a hard shadow) into
-    # ramps, bright on the dark side of the step, which would show a line of ink there. A
-    # min filter as wide as the smoothing moves the ramp onto the bright side, where the paper
-    # merely looks a little brighter than its estimate (no ink).
-    closed = cv2.erode(closed, _kernel(3, 3))
+    # The smoothing, and the scaling back up, made sharp steps (the page's edge on a dark
+    # desk, a hard shadow) into ramps, bright on the dark side of the step, which would show
+    # a line of ink there. A min filter wider than both moves the ramp onto the bright side,
+    # where the paper merely looks a little brighter than its estimate (no ink). (3 pixels
+    # wide here lost 3 points of numbers by a page edge: 88.5 % instead of 91.5 %.)
+    closed = cv2.erode(closed, _kernel(5, 5))
     return cv2.resize(closed, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
