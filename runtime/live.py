@@ -190,10 +190,9 @@ def run_live(
     interval = 1.0 / source.fps if window is not None and not source.live and source.fps else 0.0
     due = start
     # One OpenCV thread while the loop runs: the reader thread (a decoder, a camera) keeps
-    # the other core busy, and OpenCV's calls here are small ones split across threads, so a
-    # split call waits for its part on the busy core. Measured on 2 cores, a 640x480 video:
-    # recognition took 1.94 ms per frame beside a running decoder with two threads, 1.22 ms
-    # with one (1.13 ms with no decoder at all).
+    # another core busy, and OpenCV's calls here are small ones split across threads, so a
+    # split call waits for its part on the busy core. (2 cores, a 640x480 video: 0.98 ms per
+    # frame with one thread, 1.03 ms with two.)
     opencv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
