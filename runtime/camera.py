@@ -9,6 +9,10 @@ Two kinds of source, two different promises:
 
 Every source has `read() -> frame | None` (None: the stream ended normally) and `close()`; a
 camera that cannot be opened or goes away raises CameraError with a one-line message.
+
+A source opened with grey=True delivers grey frames, converted where the frame is read: in
+the reader thread, beside decoding, for files and cameras. A loop that draws nothing never
+needs the colours, and the conversion is one of the costliest steps on a whole frame.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class FrameSource:
     name: str = "?"
     fps: float = 0.0
     live: bool = False
+    grey: bool = False
 
     def read(self) -> np.ndarray | None:
         raise NotImplementedError
@@ -52,16 +57,24 @@ class FrameSource:
         self.close()
 
 
-def open_source(spec: str) -> FrameSource:
+def open_source(spec: str, grey: bool = False) -> FrameSource:
     """'0' (camera index), 'picamera2', a URL (rtsp://, http://...) or a video file path."""
     spec = spec.strip()
     if spec.isdigit():
-        return LatestFrameSource(int(spec), f"camera {spec}")
+        return LatestFrameSource(int(spec), f"camera {spec}", grey)
     if spec.lower() == "picamera2":
-        return Picamera2Source()
+        return Picamera2Source(grey)
     if "://" in spec:
-        return LatestFrameSource(spec, spec)
-    return VideoFileSource(spec)
+        return LatestFrameSource(spec, spec, grey)
+    return VideoFileSource(spec, grey)
+
+
+def to_grey(frame: np.ndarray) -> np.ndarray:
+    """A BGR or BGRA frame as a grey one (what the recognizer would make of it first)."""
+    if frame.ndim == 3 and frame.shape[2] in (3, 4):
+        code = cv2.COLOR_BGR2GRAY if frame.shape[2] == 3 else cv2.COLOR_BGRA2GRAY
+        return cv2.cvtColor(frame, code)
+    return frame
 
 
 def _fps_of(capture: cv2.VideoCapture) -> float:
@@ -72,8 +85,9 @@ def _fps_of(capture: cv2.VideoCapture) -> float:
 class VideoFileSource(FrameSource):
     """Every frame of a video file, in order, decoded one step ahead in a thread."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, grey: bool = False) -> None:
         self.name = str(path)
+        self.grey = grey
         if not Path(path).exists():
             raise CameraError(f"{path}: no such file (and not a camera index, URL or picamera2)")
         if Path(path).is_dir():
@@ -96,7 +110,7 @@ class VideoFileSource(FrameSource):
         self.fps = _fps_of(capture)
         self.frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # an estimate
         self._frames: queue.Queue = queue.Queue(maxsize=READ_AHEAD_FRAMES)
-        self._frames.put(first)
+        self._frames.put(to_grey(first) if grey else first)
         self._stop = threading.Event()
         self._finished = False
         self._thread = threading.Thread(target=self._decode, args=(capture,), daemon=True)
@@ -106,6 +120,8 @@ class VideoFileSource(FrameSource):
         try:
             while not self._stop.is_set():
                 ok, frame = capture.read()
+                if ok and self.grey:
+                    frame = to_grey(frame)
                 if not ok or not self._put(frame):
                     break
         finally:
@@ -140,8 +156,9 @@ class LatestFrameSource(FrameSource):
 
     live = True
 
-    def __init__(self, device: int | str, name: str) -> None:
+    def __init__(self, device: int | str, name: str, grey: bool = False) -> None:
         self.name = name
+        self.grey = grey
         if isinstance(device, int):
             capture = cv2.VideoCapture(device)
         else:
@@ -172,6 +189,8 @@ class LatestFrameSource(FrameSource):
     def _grab(self) -> None:
         while not self._stop.is_set():
             ok, frame = self._capture.read()
+            if ok and frame is not None and self.grey:
+                frame = to_grey(frame)
             with self._changed:
                 if ok and frame is not None:
                     self._newest, self._number = frame, self._number + 1
@@ -208,7 +227,8 @@ class Picamera2Source(FrameSource):
     live = True
     name = "picamera2"
 
-    def __init__(self) -> None:
+    def __init__(self, grey: bool = False) -> None:
+        self.grey = grey
         try:
             from picamera2 import Picamera2
         except ImportError:
@@ -229,11 +249,12 @@ class Picamera2Source(FrameSource):
     def read(self) -> np.ndarray | None:
         # capture_array waits for the next completed frame: always a fresh one, no backlog.
         try:
-            return self._camera.capture_array("main")
+            frame = self._camera.capture_array("main")
         except Exception as error:
             raise CameraError(
                 f"picamera2: stopped delivering frames ({_one_line(error)})"
             ) from None
+        return to_grey(frame) if self.grey else frame
 
     def close(self) -> None:
         try:

@@ -241,7 +241,9 @@ def live(
     """
     classifier = load_classifier(model, threads, verbose)
     try:
-        frames = open_source(source)
+        # Nothing drawn, nothing recorded: the colours are never needed, and the reader
+        # thread converts each frame to grey beside decoding.
+        frames = open_source(source, grey=headless and output is None)
     except CameraError as error:
         raise click.ClickException(str(error)) from None
     recorder = window = None

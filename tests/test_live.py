@@ -178,6 +178,27 @@ def test_video_file_source_reads_every_frame_once(video):
     assert all(np.array_equal(a, b) for a, b in zip(read, frames, strict=True))
 
 
+def test_grey_video_source_gives_the_grey_of_every_frame(video):
+    frames = decoded_frames(video)
+    with VideoFileSource(video, grey=True) as source:
+        read = []
+        while (frame := source.read()) is not None:
+            read.append(frame)
+    assert len(read) == len(frames)
+    grey = [cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) for frame in frames]
+    assert all(np.array_equal(a, b) for a, b in zip(read, grey, strict=True))
+
+
+def test_headless_json_without_recording_reads_the_same_digits(video, int8_model):
+    # Nothing drawn or recorded: the source hands over grey frames; the digits must not change.
+    result = run("live", "--source", str(video), "--headless", "--json", "--model", str(int8_model))
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    classifier = DigitClassifier(int8_model)
+    expected = [recognize(frame, classifier).to_json() for frame in decoded_frames(video)]
+    assert [{"text": r["text"], "digits": r["digits"]} for r in records] == expected
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="DISPLAY is an X11/Wayland thing")
 def test_window_without_display_suggests_headless(video, int8_model, monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
