@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import pytest
 
 from runtime.preprocess import find_digit_crops, reading_order, to_gray, to_mnist_28x28
 from tests.synthetic import camera_frame, camera_frame_with_boxes
@@ -40,7 +39,9 @@ def test_crops_follow_the_mnist_layout(mnist):
     frame = camera_frame([mnist.x_test[0]], rng, height_frac=0.5)
     [(box, crop)] = find_digit_crops(frame)
     assert crop.shape == (28, 28) and crop.dtype == np.float32
-    assert crop.min() >= 0.0 and crop.max() == pytest.approx(1.0)
+    # The stroke's core saturates, as MNIST's does: 1, or within one grey level of it after
+    # the last area shrink.
+    assert crop.min() >= 0.0 and 1.0 - 1 / 255 <= crop.max() <= 1.0
     # Graded, not binary: antialiased stroke edges like MNIST's.
     assert np.count_nonzero((crop > 0.1) & (crop < 0.9)) > 20
     # Fitted in 20x20: nothing in the outer 4-pixel ring (give or take the centring shift).
