@@ -38,6 +38,14 @@ def synthetic_frame(
     scale = cv2.getFontScaleFromHeight(font, int(digit_h))
     widths = [cv2.getTextSize(c, font, scale, 1)[0][0] for c in text]
     gaps = rng.uniform(0.2, 0.5, len(text)) * digit_h
+    # A long number is written smaller, so that it fits: the slant moves the tops of the
+    # digits sideways by up to a quarter of their height.
+    room = 0.9 * w - 0.3 * digit_h
+    if sum(widths) + sum(gaps) > room:
+        shrink = room / (sum(widths) + sum(gaps))
+        digit_h, gaps = digit_h * shrink, gaps * shrink
+        scale = cv2.getFontScaleFromHeight(font, int(digit_h))
+        widths = [cv2.getTextSize(c, font, scale, 1)[0][0] for c in text]
     x = rng.uniform(0.05 * w, max(0.05 * w, w - sum(widths) - sum(gaps) - 0.05 * w))
     baseline = rng.uniform(digit_h + 0.05 * h, 0.95 * h)
     for char, width, gap in zip(text, widths, gaps, strict=True):
