@@ -9,7 +9,7 @@ ruled lines and the page edge around. The steps, each on the cheapest image that
    rest always sees dark ink on light paper; a small MNIST-like image is passed through;
 2. a work copy WORK_SIDE pixels long made of the darkest pixel of each block (a hair line
    keeps its darkness); paper background: a grey closing (max then min filter) wider than
-   any pen stroke, at half that size, removes the ink and keeps the light field, shadows
+   any pen stroke, at a quarter that size, removes the ink and keeps the light field, shadows
    included; ink = how much darker than the paper a pixel is, relative to the paper;
 3. threshold with hysteresis (weak pixels joined to strong ones); remove ruled and squared
    paper's lines but not the strokes they cross; drop specks, dashes and what lies along
@@ -27,6 +27,7 @@ import math
 import statistics
 from functools import lru_cache
 from itertools import pairwise
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -346,7 +347,16 @@ def ruled_lines(weak: np.ndarray) -> np.ndarray:
     return lines
 
 
-Piece = tuple  # x, y, w, h, area, mask (uint8 0/1, the box's size), strong area
+class Piece(NamedTuple):
+    """One connected region of ink in the work copy."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    area: int  # its pixels
+    mask: np.ndarray  # uint8, 1 on its own pixels, the size of its box
+    strong_area: int  # its pixels dark enough to count as strong ink
 
 
 def _components(strong: np.ndarray, weak: np.ndarray, min_side: float) -> list[Piece]:
@@ -371,7 +381,7 @@ def _components(strong: np.ndarray, weak: np.ndarray, min_side: float) -> list[P
             mine = (labels == labels[y0 - y, x0 - x]).view(np.uint8)
         strong_area = cv2.countNonZero(strong[y : y + h, x : x + w] & mine)
         if strong_area:
-            rows.append((x, y, w, h, cv2.countNonZero(mine), mine, strong_area))
+            rows.append(Piece(x, y, w, h, cv2.countNonZero(mine), mine, strong_area))
     return rows
 
 
@@ -664,14 +674,14 @@ def digit_regions(page: InkPage) -> list[tuple[tuple[int, int, int, int], list[P
         return []
     # A page of text or a busy texture has hundreds of pieces: the biggest are enough, and
     # merging stays cheap.
-    comps = sorted(comps, key=lambda c: -c[4])[:MAX_PIECES]
+    comps = sorted(comps, key=lambda c: -c.area)[:MAX_PIECES]
     boxes = [c[:4] for c in comps]
     regions = []
     cap = _digit_height_cap(boxes)
     for group in _merge_pieces(boxes, cap):
         part = [comps[i] for i in group]
-        x1, y1 = min(c[0] for c in part), min(c[1] for c in part)
-        x2, y2 = max(c[0] + c[2] for c in part), max(c[1] + c[3] for c in part)
+        x1, y1 = min(c.x for c in part), min(c.y for c in part)
+        x2, y2 = max(c.x + c.w for c in part), max(c.y + c.h for c in part)
         regions.append(((x1, y1, x2 - x1, y2 - y1), part))
     regions = _attach_small_pieces(regions, cap)
     # Far less tall than the tallest digit: a dot, a dash, leftover dirt.
