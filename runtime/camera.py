@@ -25,6 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from runtime.preprocess import to_gray
+
 CAMERA_SIZE = (640, 480)  # asked of cameras; enough for digits on paper, cheap on a Pi
 OPEN_TIMEOUT_MS = 10_000  # a stream URL that does not answer
 FIRST_FRAME_TIMEOUT_S = 10.0  # cameras take a moment to start
@@ -69,14 +71,6 @@ def open_source(spec: str, grey: bool = False) -> FrameSource:
     return VideoFileSource(spec, grey)
 
 
-def to_grey(frame: np.ndarray) -> np.ndarray:
-    """A BGR or BGRA frame as a grey one (what the recognizer would make of it first)."""
-    if frame.ndim == 3 and frame.shape[2] in (3, 4):
-        code = cv2.COLOR_BGR2GRAY if frame.shape[2] == 3 else cv2.COLOR_BGRA2GRAY
-        return cv2.cvtColor(frame, code)
-    return frame
-
-
 def _fps_of(capture: cv2.VideoCapture) -> float:
     fps = capture.get(cv2.CAP_PROP_FPS)
     return float(fps) if np.isfinite(fps) and 0 < fps < 1000 else 0.0
@@ -110,7 +104,7 @@ class VideoFileSource(FrameSource):
         self.fps = _fps_of(capture)
         self.frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # an estimate
         self._frames: queue.Queue = queue.Queue(maxsize=READ_AHEAD_FRAMES)
-        self._frames.put(to_grey(first) if grey else first)
+        self._frames.put(to_gray(first) if grey else first)
         self._stop = threading.Event()
         self._finished = False
         self._thread = threading.Thread(target=self._decode, args=(capture,), daemon=True)
@@ -121,7 +115,7 @@ class VideoFileSource(FrameSource):
             while not self._stop.is_set():
                 ok, frame = capture.read()
                 if ok and self.grey:
-                    frame = to_grey(frame)
+                    frame = to_gray(frame)
                 if not ok or not self._put(frame):
                     break
         finally:
@@ -190,7 +184,7 @@ class LatestFrameSource(FrameSource):
         while not self._stop.is_set():
             ok, frame = self._capture.read()
             if ok and frame is not None and self.grey:
-                frame = to_grey(frame)
+                frame = to_gray(frame)
             with self._changed:
                 if ok and frame is not None:
                     self._newest, self._number = frame, self._number + 1
@@ -254,7 +248,7 @@ class Picamera2Source(FrameSource):
             raise CameraError(
                 f"picamera2: stopped delivering frames ({_one_line(error)})"
             ) from None
-        return to_grey(frame) if self.grey else frame
+        return to_gray(frame) if self.grey else frame
 
     def close(self) -> None:
         try:
