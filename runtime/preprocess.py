@@ -253,23 +253,25 @@ def _stretch(ink: np.ndarray, low: int) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def _line_band(mask: np.ndarray, vertical: bool) -> tuple[np.ndarray | None, bool]:
+def _line_band(widened: np.ndarray, vertical: bool) -> tuple[np.ndarray | None, bool]:
     """Where thin lines run across most of the image: a 0/1 mask of bands around them.
 
-    The image is cut into SLABS slabs across the lines' direction; in each, a row (widened
-    by a pixel on both sides, for tilt) covered at least 60 % by ink is a line candidate,
-    dashed lines included. A line must show in at least 3 slabs within a few rows: the
-    stroke of a digit, even a long one, does not run across the image. Tilt up to ~2 degrees.
+    `widened` is the ink mask widened by a pixel on both sides across the lines (for tilt).
+    The image is cut into SLABS slabs across the lines' direction; in each, a row of it
+    covered at least 60 % by ink is a line candidate, dashed lines included. A line must
+    show in at least 3 slabs within a few rows: the stroke of a digit, even a long one, does
+    not run across the image. Tilt up to ~2 degrees.
     Returns the band mask, None when there is no line (the common case, and cheap), and
     whether any slab had a candidate row at all.
     """
-    h, w = mask.shape
-    band = cv2.dilate(mask, _kernel(3, 1) if vertical else _kernel(1, 3))
+    h, w = widened.shape
     # Ink per row (column) and slab, by one cv2.reduce per slab (cheaper than an area resize).
     axis, n = (0, h) if vertical else (1, w)
     edges = [round(i * n / SLABS) for i in range(SLABS + 1)]
     cover = [
-        cv2.reduce(band[a:b] if vertical else band[:, a:b], axis, cv2.REDUCE_SUM, dtype=cv2.CV_32S)
+        cv2.reduce(
+            widened[a:b] if vertical else widened[:, a:b], axis, cv2.REDUCE_SUM, dtype=cv2.CV_32S
+        )
         >= 0.6 * (b - a)
         for a, b in pairwise(edges)
     ]
@@ -299,8 +301,10 @@ def ruled_lines(weak: np.ndarray) -> np.ndarray:
     found = {}
     thick_h = None
     maybe_long = False
+    # Widened by a pixel on both sides across the lines, for tilt (also the long-run search's).
+    widened = {False: cv2.dilate(weak, _kernel(1, 3)), True: cv2.dilate(weak, _kernel(3, 1))}
     for vertical in (False, True):
-        band, covered = _line_band(weak, vertical)
+        band, covered = _line_band(widened[vertical], vertical)
         if not vertical:
             maybe_long = covered
         if band is None:
@@ -317,7 +321,7 @@ def ruled_lines(weak: np.ndarray) -> np.ndarray:
     # slab's row, so frames without any candidate row skip this.
     long_run = None
     if maybe_long:
-        tilted = cv2.dilate(weak, _kernel(1, 3))
+        tilted = widened[False]
         # The opening works row by row, and a row keeps ink only where it has a run at least
         # half the kernel long (at the border) - so only rows with that much ink are opened.
         length = max(16, w // 3)
