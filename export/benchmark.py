@@ -1,6 +1,6 @@
 """Benchmark the export stage: batched int8 evaluation vs the tutorial loop, and whole exports.
 
-    python -m export.benchmark [--model models/mnist_int8.tflite] [--repeats 5]
+    python -m mnist_edge.export.benchmark [--model models/mnist_int8.tflite] [--repeats 5]
                                [--export-repeats 3] [--data-dir DIR] [--json FILE]
 
 1. The 10,000 test images through the int8 file, two ways, alternating, `--repeats` rounds:
@@ -27,15 +27,14 @@ from pathlib import Path
 
 import click
 import numpy as np
-
-from export.evaluate import EVAL_CHUNK
-from trainer.cli import data_dir_option, load_data_or_exit
-from trainer.data import scale_pixels
+from mnist_edge.export.evaluate import EVAL_CHUNK
+from mnist_edge.trainer.cli import data_dir_option, load_data_or_exit
+from mnist_edge.trainer.data import scale_pixels
 
 
 def tutorial_loop(model_path: Path, images: np.ndarray) -> np.ndarray:
     """Top-1 per image, the way the TF quantization tutorial evaluates a TFLite model."""
-    from runtime.classifier import load_interpreter_class
+    from mnist_edge.runtime.classifier import load_interpreter_class
 
     interpreter_class, _ = load_interpreter_class()
     interpreter = interpreter_class(model_path=str(model_path))
@@ -57,7 +56,7 @@ def tutorial_loop(model_path: Path, images: np.ndarray) -> np.ndarray:
 def batched(model_path: Path, images: np.ndarray) -> np.ndarray:
     """Top-1 per image the way `mnist-edge export` evaluates: the runtime's wrapper, fed
     EVAL_CHUNK images per call (chunks keep the quantized copies in cache)."""
-    from runtime.classifier import DigitClassifier
+    from mnist_edge.runtime.classifier import DigitClassifier
 
     classifier = DigitClassifier(model_path)
     chunks = [

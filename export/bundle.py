@@ -21,10 +21,9 @@ import zipfile
 from pathlib import Path
 
 import click
-
-from runtime.classifier import TFLITE_IDENTIFIER, sha256_of
-from trainer.atomic import atomic_path
-from trainer.cli import writable_folder
+from mnist_edge.runtime.classifier import TFLITE_IDENTIFIER, sha256_of
+from mnist_edge.trainer.atomic import atomic_path
+from mnist_edge.trainer.cli import writable_folder
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).resolve().parent / "rpi"
@@ -44,9 +43,18 @@ PI_REPLACEMENTS = {"opencv-python": "opencv-python-headless"}
 TRAINING_ONLY = ("tensorflow", "keras", "matplotlib")
 # Copying the source tree keeps setuptools' build/ and egg-info out of the checkout; skip what a
 # wheel never holds (dot folders such as .git or a .venv, data, models, tests, earlier builds).
-SOURCE_IGNORE = shutil.ignore_patterns(
-    ".*", "__pycache__", "*.egg-info", "build", "dist", "models", "tests", "data", "venv"
+SKIPPED_SOURCES = shutil.ignore_patterns(
+    ".*", "__pycache__", "*.egg-info", "build", "dist", "tests", "data", "venv"
 )
+PACKAGED_MODEL_FILES = {"mnist_int8.tflite", "mnist_int8.json"}  # the wheel's models/
+
+
+def source_ignore(folder: str, names: list[str]) -> set[str]:
+    """What the wheel's source copy leaves out; of models/, all but the packaged model."""
+    skipped = set(SKIPPED_SOURCES(folder, names))
+    if Path(folder).name == "models":
+        skipped |= {name for name in names if name not in PACKAGED_MODEL_FILES}
+    return skipped
 
 
 def check_model(model: Path) -> Path | None:
@@ -84,7 +92,7 @@ def build_wheel(wheel_dir: Path) -> Path:
         )
     with tempfile.TemporaryDirectory(prefix="mnist-edge-src-") as tmp:
         source = Path(tmp) / "mnist-edge"
-        shutil.copytree(PROJECT_ROOT, source, ignore=SOURCE_IGNORE)
+        shutil.copytree(PROJECT_ROOT, source, ignore=source_ignore)
         command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet"]
         command += ["--wheel-dir", str(wheel_dir), str(source)]
         done = subprocess.run(command, capture_output=True, text=True)

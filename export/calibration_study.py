@@ -1,7 +1,7 @@
 """How int8 accuracy depends on the calibration set: size, stratified or random, seed.
 
-    python -m export.calibration_study [--model models/mnist_dense.keras] [--data-dir DIR]
-                                       [--sizes 100,500,2000] [--seeds 0,1,2]
+    python -m mnist_edge.export.calibration_study [--model models/mnist_dense.keras]
+        [--data-dir DIR] [--sizes 100,500,2000] [--seeds 0,1,2]
 
 Converts the int8 variant once per (size, sampling, seed) and evaluates it on the 10,000 test
 images against the float32 file. This is a study, not a selection: `mnist-edge export` keeps
@@ -19,9 +19,8 @@ from pathlib import Path
 
 import click
 import numpy as np
-
-from trainer.cli import data_dir_option, load_data_or_exit
-from trainer.data import scale_pixels
+from mnist_edge.trainer.cli import data_dir_option, load_data_or_exit
+from mnist_edge.trainer.data import scale_pixels
 
 
 def int_list(text: str) -> list[int]:
@@ -43,14 +42,14 @@ def main(model_path: Path, data_dir: Path | None, sizes: str, seeds: str) -> Non
     """Print int8 accuracy, drop and agreement with float32 for each calibration choice."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.simplefilter("ignore")
-    from export.variants import (
+    from mnist_edge.export.variants import (
         ExportSettings,
         convert_float32,
         convert_int8,
         load_keras_model,
         stratified_calibration_set,
     )
-    from runtime.classifier import DigitClassifier
+    from mnist_edge.runtime.classifier import DigitClassifier
 
     data = load_data_or_exit(data_dir, False)
     x_test, y_test = scale_pixels(data.x_test), data.y_test

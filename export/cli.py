@@ -6,9 +6,13 @@ import os
 from pathlib import Path
 
 import click
-
-from export.variants import INT8_IO_CHOICES, MIN_CALIBRATION_SAMPLES, VARIANTS
-from trainer.cli import allow_custom_option, data_dir_option, load_data_or_exit, writable_folder
+from mnist_edge.export.variants import INT8_IO_CHOICES, MIN_CALIBRATION_SAMPLES, VARIANTS
+from mnist_edge.trainer.cli import (
+    allow_custom_option,
+    data_dir_option,
+    load_data_or_exit,
+    writable_folder,
+)
 
 DEFAULT_VARIANTS = ",".join(VARIANTS)
 
@@ -138,9 +142,9 @@ def run_export_command(
     data = load_data_or_exit(data_dir, allow_custom_data)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out
-    from export.pipeline import ExportOptions, run_export
-    from export.report import terminal_table
-    from export.variants import ExportError
+    from mnist_edge.export.pipeline import ExportOptions, run_export
+    from mnist_edge.export.report import terminal_table
+    from mnist_edge.export.variants import ExportError
 
     options = ExportOptions(model_path, out, names, calibration_samples, int8_io, max_drop, quiet)
     try:
@@ -176,8 +180,8 @@ def run_all(
     quiet: bool,
 ) -> None:
     """The main job: train -> export -> report, with the default settings, into --out."""
-    from trainer.cli import run_train
-    from trainer.train import MODEL_FILENAME
+    from mnist_edge.trainer.cli import run_train
+    from mnist_edge.trainer.train import MODEL_FILENAME
 
     run_train(data_dir, allow_custom_data, out, quiet=quiet)
     run_export_command(

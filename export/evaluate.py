@@ -1,7 +1,8 @@
 """Evaluate the Keras model and each TFLite file on the whole test set, the same way.
 
-TFLite files run through the runtime's own wrapper (`runtime.classifier.DigitClassifier`),
-batched, so the report measures exactly what a device runs.
+TFLite files run through the runtime's own wrapper
+(`mnist_edge.runtime.classifier.DigitClassifier`), batched, so the report measures exactly what
+a device runs.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from dataclasses import dataclass
 
 import click
 import numpy as np
-
-from export.variants import NUM_CLASSES
+from mnist_edge.export.variants import NUM_CLASSES
 
 EVAL_CHUNK = 1000  # images per predict call: one progress step, and a batched evaluation
 LATENCY_RUNS = 200  # batch-1 calls timed for the median latency

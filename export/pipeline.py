@@ -25,9 +25,8 @@ from pathlib import Path
 
 import click
 import numpy as np
-
-from export import report as report_files
-from export.evaluate import (
+from mnist_edge.export import report as report_files
+from mnist_edge.export.evaluate import (
     EVAL_CHUNK,
     LATENCY_RUNS,
     THROUGHPUT_PASSES,
@@ -35,16 +34,16 @@ from export.evaluate import (
     keras_predict_fn,
     metrics,
 )
-from export.tflite_graph import integer_only_problems, minimal_graph_problems, read_graph
-from export.variants import (
+from mnist_edge.export.tflite_graph import integer_only_problems, minimal_graph_problems, read_graph
+from mnist_edge.export.variants import (
     VARIANTS,
     ExportError,
     ExportSettings,
     load_keras_model,
     stratified_calibration_set,
 )
-from runtime.classifier import sha256_of
-from trainer.data import Mnist, scale_pixels
+from mnist_edge.runtime.classifier import sha256_of
+from mnist_edge.trainer.data import Mnist, scale_pixels
 
 CARD_VERSION = 1
 CALIBRATION_SEED = 0
@@ -105,7 +104,7 @@ def convert_and_check(
 ) -> None:
     """Convert one variant into `path`, check its graph from the file, and run it on the
     `probe` test images at batch 1 and at a larger batch: both must give the same answers."""
-    from runtime.classifier import DigitClassifier, ModelError
+    from mnist_edge.runtime.classifier import DigitClassifier, ModelError
 
     try:
         with converter_output_held_back():
@@ -237,7 +236,7 @@ def evaluate_all(
     the runtime's wrapper scales (float files) or quantizes through a lookup table (int8)
     to exactly the same inputs, the way it feeds camera crops on a device.
     """
-    from runtime.classifier import DigitClassifier
+    from mnist_edge.runtime.classifier import DigitClassifier
 
     show = not options.quiet
     keras_result = evaluate("keras", keras_predict_fn(model), scale_pixels(x_test), show)

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from runtime.camera import VideoFileSource
-from runtime.classifier import DigitClassifier
-from runtime.digits import recognize
-from runtime.live import run_live
+from mnist_edge.runtime.camera import VideoFileSource
+from mnist_edge.runtime.classifier import DigitClassifier
+from mnist_edge.runtime.digits import recognize
+from mnist_edge.runtime.live import run_live
 
 FRAME_SIZE = (480, 640)  # (h, w)
 BATCH = 256

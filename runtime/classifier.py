@@ -29,6 +29,11 @@ DEFAULT_LABELS = [str(d) for d in range(NUM_CLASSES)]
 LARGEST_BATCH = 1024  # one invoke per 1,000-image chunk; bigger gains nothing here
 CACHED_BATCH_SIZES = 8  # allocated interpreters kept, one per batch size recently used
 TFLITE_IDENTIFIER = b"TFL3"  # bytes 4..8 of every TFLite flatbuffer
+DEFAULT_MODEL = Path("models/mnist_int8.tflite")
+# The released model ships inside the package: in a checkout runtime/ lies beside models/, in
+# an installed wheel mnist_edge/ holds both, so the same relative path finds it.
+PACKAGED_MODEL = Path(__file__).resolve().parent.parent / DEFAULT_MODEL
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 class ModelError(Exception):
@@ -93,6 +98,11 @@ def quantize_input(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.nd
 def dequantize_output(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     """An integer output tensor back to float: (q - zp) * scale."""
     return (q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+
+
+def default_model() -> Path:
+    """models/mnist_int8.tflite in the current folder if there is one, else the packaged one."""
+    return DEFAULT_MODEL if DEFAULT_MODEL.is_file() else PACKAGED_MODEL
 
 
 def sha256_of(path: Path) -> str:
@@ -166,6 +176,11 @@ class DigitClassifier:
             raise ModelError(f"{path}: is a folder, not a .tflite model file") from None
         except OSError as error:
             raise ModelError(f"{path}: cannot read model ({error.strerror})") from None
+        if path.suffix.lower() in KERAS_SUFFIXES or content[:4] in (b"PK\x03\x04", b"\x89HDF"):
+            raise ModelError(
+                f"{path}: a Keras model, not a .tflite file; convert it with "
+                f"`mnist-edge export --model {path}` and use the .tflite it writes"
+            )
         if len(content) < 8 or content[4:8] != TFLITE_IDENTIFIER:
             raise ModelError(f"{path}: not a TFLite model (no TFL3 flatbuffer identifier)")
         return content
@@ -256,8 +271,8 @@ class DigitClassifier:
         return dequantize_output(y, scale, zero_point)
 
     def describe(self) -> str:
-        """One line for `--verbose` and window titles: file, dtypes, interpreter."""
+        """One line for `--verbose`: the file by its full path, dtypes, interpreter."""
         return (
-            f"{self.path.name} ({self.input_dtype.name} in, {self.output_dtype.name} out, "
+            f"{self.path.resolve()} ({self.input_dtype.name} in, {self.output_dtype.name} out, "
             f"{self.backend}{f', {self.threads} threads' if self.threads else ''})"
         )

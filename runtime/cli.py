@@ -1,8 +1,8 @@
 """`mnist-edge predict`, `live` and `bench`: the runtime's commands.
 
-Nothing here imports TensorFlow: the interpreter comes from `runtime.classifier` (LiteRT), the
-pixels from OpenCV and Pillow. Every bad input gets a one-line error naming it; `predict` goes
-on with the other inputs and exits 1 at the end if any failed.
+Nothing here imports TensorFlow: the interpreter comes from `mnist_edge.runtime.classifier`
+(LiteRT), the pixels from OpenCV and Pillow. Every bad input gets a one-line error naming it;
+`predict` goes on with the other inputs and exits 1 at the end if any failed.
 """
 
 from __future__ import annotations
@@ -16,21 +16,11 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
-
-from runtime.camera import CameraError, open_source
-from runtime.classifier import DigitClassifier, ModelError
-from runtime.digits import FrameResult, recognize
-from runtime.images import MAX_PIXELS, ImageReadError, expand_inputs, read_image
-from runtime.live import VideoRecorder, Window, draw_results, print_json_line, run_live
-
-DEFAULT_MODEL = "models/mnist_int8.tflite"
-PACKAGED_MODEL = Path(__file__).resolve().parent.parent / DEFAULT_MODEL
-
-
-def default_model() -> Path:
-    """models/mnist_int8.tflite here, else the one beside the installed package (a checkout)."""
-    here = Path(DEFAULT_MODEL)
-    return here if here.exists() or not PACKAGED_MODEL.exists() else PACKAGED_MODEL
+from mnist_edge.runtime.camera import CameraError, open_source
+from mnist_edge.runtime.classifier import DEFAULT_MODEL, DigitClassifier, ModelError, default_model
+from mnist_edge.runtime.digits import FrameResult, recognize
+from mnist_edge.runtime.images import MAX_PIXELS, ImageReadError, expand_inputs, read_image
+from mnist_edge.runtime.live import VideoRecorder, Window, draw_results, print_json_line, run_live
 
 
 def model_options(command: Callable) -> Callable:
@@ -40,7 +30,7 @@ def model_options(command: Callable) -> Callable:
             "--model",
             type=click.Path(dir_okay=True, path_type=Path),
             default=None,
-            help=f"The .tflite model.  [default: {DEFAULT_MODEL}]",
+            help=f"The .tflite model.  [default: {DEFAULT_MODEL}, else the packaged one]",
         ),
         click.option(
             "--threads",
@@ -288,7 +278,7 @@ def live(
     "--model",
     type=click.Path(dir_okay=True, path_type=Path),
     default=None,
-    help=f"The .tflite model.  [default: {DEFAULT_MODEL}]",
+    help=f"The .tflite model.  [default: {DEFAULT_MODEL}, else the packaged one]",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Interpreter threads.")
@@ -345,7 +335,7 @@ def bench(
     - the live loop on a video file against decoding the file alone.
     Frames are drawn here (no MNIST needed); --frame and --video take your own.
     """
-    from runtime.bench import format_table, run_benchmarks, synthetic_frame
+    from mnist_edge.runtime.bench import format_table, run_benchmarks, synthetic_frame
 
     width, _, height = video_size.lower().partition("x")
     if not (width.isdigit() and height.isdigit() and int(width) >= 64 and int(height) >= 64):

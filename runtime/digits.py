@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from runtime.classifier import DigitClassifier
-from runtime.preprocess import find_digit_crops
+from mnist_edge.runtime.classifier import DigitClassifier
+from mnist_edge.runtime.preprocess import find_digit_crops
 
 WEAK_MARK = "?"  # stands for a weak digit in `text` when weak digits are kept
 

@@ -107,20 +107,24 @@ def _opencv_can_decode(header: Image.Image, data: bytes) -> bool:
 def _decode_with_pillow(path: Path, header: Image.Image) -> np.ndarray:
     """Decode with Pillow into the same layouts OpenCV gives: gray, BGR or BGRA (2-D + alpha)."""
     try:
-        image = ImageOps.exif_transpose(header)  # the first frame of a GIF; rotated as shot
-        mode = image.mode
-        if mode in ("I", "F") or mode.startswith("I;16"):
-            return np.array(image)  # 16/32-bit integer or float gray: scaled below
-        if mode in ("LA", "La", "PA") or (mode == "P" and "transparency" in image.info):
-            image = image.convert("RGBA")
-        elif mode in ("1", "L") or (mode == "P" and _palette_is_gray(image)):
-            return np.array(image.convert("L"))
-        elif mode != "RGBA":
-            image = image.convert("RGB")
-        array = np.array(image)
+        return pil_to_array(ImageOps.exif_transpose(header))  # a GIF's first frame; as shot
     except (OSError, ValueError, SyntaxError, EOFError) as error:
         reason = f"truncated or corrupt image data ({_one_line(error)})"
         raise ImageReadError(path, reason) from None
+
+
+def pil_to_array(image: Image.Image) -> np.ndarray:
+    """A Pillow image as OpenCV lays it out: gray, BGR or BGRA; 16-bit and float kept as is."""
+    mode = image.mode
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        return np.array(image)  # 16/32-bit integer or float gray: scaled by to_uint8_bgr_or_gray
+    if mode in ("LA", "La", "PA") or (mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+    elif mode in ("1", "L") or (mode == "P" and _palette_is_gray(image)):
+        return np.array(image.convert("L"))
+    elif mode != "RGBA":
+        image = image.convert("RGB")
+    array = np.array(image)
     if array.shape[-1] == 4:
         return cv2.cvtColor(array, cv2.COLOR_RGBA2BGRA)
     return cv2.cvtColor(array, cv2.COLOR_RGB2BGR)

@@ -1,8 +1,8 @@
 """The live loop and the drawing of results: frames in, digits drawn, JSON lines, a recording.
 
-It knows frames and windows; what a digit is comes from `runtime.digits.recognize`, tensors
-and quantization stay inside `runtime.classifier`. `mnist-edge live` and `mnist-edge bench`
-run the same `run_live` loop, so the benchmark measures what users run.
+It knows frames and windows; what a digit is comes from `mnist_edge.runtime.digits.recognize`,
+tensors and quantization stay inside `mnist_edge.runtime.classifier`. `mnist-edge live` and
+`mnist-edge bench` run the same `run_live` loop, so the benchmark measures what users run.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from runtime.camera import CameraError, FrameSource
-from runtime.classifier import DigitClassifier
-from runtime.digits import FrameResult, recognize
+from mnist_edge.runtime.camera import CameraError, FrameSource
+from mnist_edge.runtime.classifier import DigitClassifier
+from mnist_edge.runtime.digits import FrameResult, recognize
 
 GOOD_COLOUR = (60, 200, 60)  # BGR
 WEAK_COLOUR = (0, 160, 255)

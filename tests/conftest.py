@@ -42,7 +42,7 @@ def mnist_data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def mnist(mnist_data_dir: Path):
-    from trainer.data import load_mnist
+    from mnist_edge.trainer.data import load_mnist
 
     return load_mnist(mnist_data_dir)
 
@@ -50,7 +50,7 @@ def mnist(mnist_data_dir: Path):
 @pytest.fixture(scope="session")
 def small_keras_model(mnist, tmp_path_factory) -> Path:
     """A .keras model trained here on 6,000 training images for 2 epochs (~92-95 % test)."""
-    from trainer.train import MODEL_FILENAME, train_and_save
+    from mnist_edge.trainer.train import MODEL_FILENAME, train_and_save
 
     out = tmp_path_factory.mktemp("small_model")
     train_and_save(mnist, out, epochs=2, seed=0, quiet=True, limit=6000)

@@ -11,14 +11,18 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from export.bundle import ARCHIVE_NAME, BUNDLE_DIR, installed_requirements, requirement_name
+from mnist_edge.export.bundle import (
+    ARCHIVE_NAME,
+    BUNDLE_DIR,
+    installed_requirements,
+    requirement_name,
+)
 
 
 def run_bundle(repo_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # A fresh interpreter, so sys.modules shows what bundling itself imports.
     code = (
-        "import sys; from mnist_edge import main\n"
+        "import sys; from mnist_edge.cli import main\n"
         "try:\n    main(sys.argv[1:])\n"
         "finally:\n    print('imported TensorFlow:', 'tensorflow' in sys.modules, file=sys.stderr)"
     )
@@ -82,8 +86,12 @@ def test_wheel_installs_no_tensorflow_and_ships_no_tests(unpacked) -> None:
         extras = archive.read(metadata).decode()
         files = archive.namelist()
     assert 'tensorflow>=2.16; extra == "train"' in extras  # training still gets it
-    assert "runtime/classifier.py" in files and "mnist_edge.py" in files
-    assert not [f for f in files if f.startswith(("tests/", "models/", "export/rpi/"))]
+    assert "mnist_edge/runtime/classifier.py" in files and "mnist_edge/cli.py" in files
+    # One top-level name; of the models only the default one, with its card.
+    top = {f.split("/")[0] for f in files if not f.split("/")[0].endswith(".dist-info")}
+    assert top == {"mnist_edge"}
+    models = sorted(f for f in files if f.startswith("mnist_edge/models/"))
+    assert models == ["mnist_edge/models/mnist_int8.json", "mnist_edge/models/mnist_int8.tflite"]
 
 
 def test_requirements_pin_every_runtime_dependency_with_headless_opencv(unpacked) -> None:

@@ -8,8 +8,12 @@ import sys
 
 import numpy as np
 import pytest
-
-from runtime.classifier import DigitClassifier, ModelError, dequantize_output, quantize_input
+from mnist_edge.runtime.classifier import (
+    DigitClassifier,
+    ModelError,
+    dequantize_output,
+    quantize_input,
+)
 
 
 @pytest.fixture(scope="module")
@@ -117,10 +121,10 @@ def test_model_with_wrong_input_shape_is_refused(tmp_path):
 
 def test_runtime_wrapper_imports_no_tensorflow(int8_model):
     code = (
-        "import sys, numpy as np; from runtime.classifier import DigitClassifier; "
+        "import sys, numpy as np; from mnist_edge.runtime.classifier import DigitClassifier; "
         f"c = DigitClassifier({str(int8_model)!r}); c.predict(np.zeros((2, 28, 28))); "
         "print(c.backend, sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('tensorflow', 'keras', 'trainer', 'export')))"
+        "('tensorflow', 'keras') or m.startswith(('mnist_edge.trainer', 'mnist_edge.export'))))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -136,10 +140,10 @@ def test_uint8_grey_levels_give_exactly_the_float_results(repo_root, int8_model,
 
 
 def test_batches_larger_than_one_invoke_are_split(int8_model, mnist, monkeypatch):
-    import runtime.classifier
+    import mnist_edge.runtime.classifier
 
     classifier = DigitClassifier(int8_model)
     whole = classifier.predict(mnist.x_test[:100])
-    monkeypatch.setattr(runtime.classifier, "LARGEST_BATCH", 32)  # 100 = 3 x 32 + 4
+    monkeypatch.setattr(mnist_edge.runtime.classifier, "LARGEST_BATCH", 32)  # 100 = 3 x 32 + 4
     assert np.array_equal(classifier.predict(mnist.x_test[:100]), whole)
     assert {32, 4} <= set(classifier._interpreters)

@@ -13,15 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from export.cli import export
-from export.tflite_graph import (
+from mnist_edge.export.cli import export
+from mnist_edge.export.tflite_graph import (
     DYNAMIC_SHAPE_OPS,
     integer_only_problems,
     minimal_graph_problems,
     read_graph,
 )
-from runtime.classifier import DigitClassifier
+from mnist_edge.runtime.classifier import DigitClassifier
 
 VARIANTS = ["float32", "float16", "dynamic", "int8"]
 REPORT_FILES = ["report.json", "report.md", "report.html"]
@@ -53,7 +52,7 @@ def test_set(mnist):
 
 @pytest.fixture(scope="session")
 def calibration_images(mnist):
-    from export.variants import stratified_calibration_set
+    from mnist_edge.export.variants import stratified_calibration_set
 
     return stratified_calibration_set(mnist.x_train, mnist.y_train, 200)
 
@@ -105,8 +104,8 @@ def test_integer_only_check_finds_float_kernels(exported):
 def test_int8_io_option_sets_the_io_dtypes(
     small_keras_model, calibration_images, tmp_path, io_type
 ):
-    from export.pipeline import convert_and_check
-    from export.variants import ExportSettings, load_keras_model
+    from mnist_edge.export.pipeline import convert_and_check
+    from mnist_edge.export.variants import ExportSettings, load_keras_model
 
     settings = ExportSettings(calibration_images, int8_io=io_type, show_progress=False)
     path = tmp_path / "mnist_int8.tflite"
@@ -123,7 +122,7 @@ def test_int8_io_option_sets_the_io_dtypes(
 
 
 def test_calibration_set_is_stratified_and_seeded(mnist):
-    from export.variants import stratified_calibration_set
+    from mnist_edge.export.variants import stratified_calibration_set
 
     images = stratified_calibration_set(mnist.x_train, mnist.y_train, 505)
     assert images.shape == (505, 28, 28) and images.dtype == np.float32
@@ -177,7 +176,7 @@ def test_report_json_is_complete_and_consistent(exported, report, test_set):
 
 
 def test_cards_describe_their_files(exported, report):
-    from export.pipeline import sha256_of
+    from mnist_edge.export.pipeline import sha256_of
 
     by_name = {m["name"]: m for m in report["models"]}
     for variant in VARIANTS:

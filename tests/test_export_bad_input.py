@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from export.cli import export
+from mnist_edge.export.cli import export
 
 
 def assert_clean_failure(result, out: Path | None, *fragments: str) -> None:
@@ -111,7 +110,7 @@ def test_max_drop_needs_float32_and_int8(tmp_path, small_keras_model):
 
 def test_export_commands_do_not_import_tensorflow_at_start():
     code = (
-        "import sys; import export.cli; "
+        "import sys; import mnist_edge.export.cli; "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'imported'"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -137,8 +136,7 @@ def test_all_and_export_are_wired_into_mnist_edge(tmp_path):
 
 def test_models_export_cannot_convert_faithfully_are_refused():
     import keras
-
-    from export.variants import ExportError, dense_layers
+    from mnist_edge.export.variants import ExportError, dense_layers
 
     refused = {
         "comes before a Flatten": [keras.Input((28, 28)), keras.layers.Dense(10)],

@@ -7,10 +7,9 @@ import json
 
 import numpy as np
 import pytest
-
-from export.evaluate import confusion_matrix
-from export.tflite_graph import integer_only_problems, minimal_graph_problems, read_graph
-from runtime.classifier import DigitClassifier
+from mnist_edge.export.evaluate import confusion_matrix
+from mnist_edge.export.tflite_graph import integer_only_problems, minimal_graph_problems, read_graph
+from mnist_edge.runtime.classifier import DigitClassifier
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,16 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from mnist_edge import main
+from mnist_edge.cli import main
 from tests.test_images import bomb_png
 
 NO_TF_SCRIPT = """
 import json, sys
-import runtime, runtime.bench, runtime.camera, runtime.cli, runtime.images, runtime.live
-after_import = sorted(m for m in sys.modules if m.split(".")[0] in
-                      ("tensorflow", "keras", "tf_keras", "trainer", "export"))
-from mnist_edge import main
+import mnist_edge.runtime.bench, mnist_edge.runtime.camera, mnist_edge.runtime.cli
+import mnist_edge.runtime.images, mnist_edge.runtime.live
+after_import = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")
+                      or m.startswith(("mnist_edge.trainer", "mnist_edge.export")))
+from mnist_edge.cli import main
 from tests.test_images import bomb_png
 try:
     main(["predict", "--json", sys.argv[1]])
@@ -35,7 +36,7 @@ print(json.dumps({"after_import": after_import, "tensorflow": tf, "code": code})
 @pytest.fixture(scope="session")
 def sure_digits(mnist, int8_model) -> list[tuple[np.ndarray, int]]:
     """Three MNIST test digits of different classes that the model gets right, clean."""
-    from runtime.classifier import DigitClassifier
+    from mnist_edge.runtime.classifier import DigitClassifier
 
     probabilities = DigitClassifier(int8_model).predict(mnist.x_test[:300] / 255.0)
     chosen: dict[int, int] = {}

@@ -37,8 +37,8 @@ def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str) ->
 
 def test_help_and_version_do_not_import_tensorflow():
     code = (
-        "import sys; from click.testing import CliRunner; import mnist_edge; "
-        "r = CliRunner().invoke(mnist_edge.main, ['--help']); "
+        "import sys; from click.testing import CliRunner; import mnist_edge.cli; "
+        "r = CliRunner().invoke(mnist_edge.cli.main, ['--help']); "
         "print(r.exit_code, 'tensorflow' in sys.modules, 'keras' in sys.modules); "
         "print(r.output)"
     )

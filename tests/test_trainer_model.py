@@ -6,10 +6,9 @@ import json
 
 import keras
 import numpy as np
-
-from trainer.data import scale_pixels
-from trainer.model import build_model
-from trainer.train import MODEL_FILENAME, train_and_save
+from mnist_edge.trainer.data import scale_pixels
+from mnist_edge.trainer.model import build_model
+from mnist_edge.trainer.train import MODEL_FILENAME, train_and_save
 
 
 def test_architecture_is_exactly_the_seed():
@@ -45,7 +44,7 @@ def test_same_seed_gives_same_weights_other_seed_does_not(mnist, tmp_path):
 
 
 def test_index_chunks_cover_every_image_once_per_epoch_in_fresh_orders():
-    from trainer.chunked_fit import index_chunks
+    from mnist_edge.trainer.chunked_fit import index_chunks
 
     n, batch, chunk = 1000, 32, 7  # 31 full batches + one of 8; 5 chunks, the last padded
     dataset = index_chunks(n, batch, chunk, seed=0)

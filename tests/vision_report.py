@@ -16,10 +16,10 @@ from pathlib import Path
 
 import click
 import numpy as np
+from mnist_edge.runtime.classifier import DigitClassifier
+from mnist_edge.runtime.digits import recognize
+from mnist_edge.runtime.preprocess import find_digit_crops
 
-from runtime.classifier import DigitClassifier
-from runtime.digits import recognize
-from runtime.preprocess import find_digit_crops
 from tests.synthetic import camera_frame, sample_numbers
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -93,7 +93,9 @@ def timings(mnist, classifier, frames: int) -> dict[str, float]:
 @click.option("--numbers", default=200, show_default=True, help="3-5 digit frames per scenario")
 @click.option("--quick", is_flag=True, help="the default scenario only, fewer frames")
 def main(model: str, singles: int, numbers: int, quick: bool) -> None:
-    from trainer.data import load_mnist  # the report needs MNIST; the runtime itself does not
+    from mnist_edge.trainer.data import (
+        load_mnist,  # the report needs MNIST; the runtime itself does not
+    )
 
     mnist = load_mnist(os.environ.get("MNIST_DATA_DIR"))
     classifier = DigitClassifier(model)

@@ -1,6 +1,6 @@
 """Benchmark `mnist-edge train` against the plain seed recipe, both as whole processes.
 
-    python -m trainer.benchmark [--repeats 3] [--data-dir DIR] [--json FILE]
+    python -m mnist_edge.trainer.benchmark [--repeats 3] [--data-dir DIR] [--json FILE]
 
 The plain script is the seed tutorial (`model.compile(optimizer="adam", ...)`,
 `model.fit(x, y, epochs=10, batch_size=32)`), loading MNIST with our loader (Keras's
@@ -27,7 +27,7 @@ import click
 PLAIN_SCRIPT = """
 import time
 import keras
-from trainer.data import load_mnist
+from mnist_edge.trainer.data import load_mnist
 data = load_mnist({data_dir!r})
 x_train, x_test = data.x_train / 255.0, data.x_test / 255.0
 model = keras.Sequential([

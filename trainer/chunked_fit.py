@@ -17,8 +17,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import tensorflow as tf
-
-from trainer.data import scale_pixels
+from mnist_edge.trainer.data import scale_pixels
 
 
 def index_chunks(n: int, batch_size: int, chunk: int, seed: int) -> tf.data.Dataset:

@@ -7,8 +7,7 @@ import time
 from pathlib import Path
 
 import click
-
-from trainer.data import DataError, load_mnist
+from mnist_edge.trainer.data import DataError, load_mnist
 
 
 def writable_folder(path: Path) -> Path:
@@ -97,7 +96,7 @@ def run_train(
     if not quiet:
         click.echo(f"MNIST: {data.source} ({len(data.x_train)} train, {len(data.x_test)} test)")
 
-    from trainer.train import METRICS_FILENAME, MODEL_FILENAME, train_and_save
+    from mnist_edge.trainer.train import METRICS_FILENAME, MODEL_FILENAME, train_and_save
 
     metrics = train_and_save(data, out, epochs, batch_size, seed, quiet, limit)
     if not quiet:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from trainer.atomic import atomic_path
+from mnist_edge.trainer.atomic import atomic_path
 
 
 def _pyplot():

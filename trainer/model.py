@@ -12,7 +12,7 @@ STEPS_PER_CALL = 100  # optimizer steps per compiled call (trainer/chunked_fit.p
 
 
 def build_model() -> keras.Model:
-    """The 784-128-10 network. Inputs are float pixels in [0, 1] (see `trainer.data`)."""
+    """The 784-128-10 network. Inputs are float pixels in [0, 1] (see `mnist_edge.trainer.data`)."""
     pixels = keras.Input(shape=INPUT_SHAPE, name="pixels")
     x = keras.layers.Flatten(name="flatten")(pixels)
     x = keras.layers.Dense(HIDDEN_UNITS, activation="relu", name="hidden")(x)

@@ -10,9 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-
-from trainer.atomic import atomic_path, write_text_atomic
-from trainer.data import Mnist, scale_pixels
+from mnist_edge.trainer.atomic import atomic_path, write_text_atomic
+from mnist_edge.trainer.data import Mnist, scale_pixels
 
 MODEL_FILENAME = "mnist_dense.keras"
 METRICS_FILENAME = "mnist_dense.train.json"
@@ -83,10 +82,9 @@ def train_and_save(
     metrics that are also written to `mnist_dense.train.json`.
     """
     import tensorflow as tf
-
-    from trainer.chunked_fit import ChunkedTrainer, index_chunks
-    from trainer.figures import save_sample_grid, save_training_curves
-    from trainer.model import (
+    from mnist_edge.trainer.chunked_fit import ChunkedTrainer, index_chunks
+    from mnist_edge.trainer.figures import save_sample_grid, save_training_curves
+    from mnist_edge.trainer.model import (
         PEAK_LEARNING_RATE,
         STEPS_PER_CALL,
         build_model,

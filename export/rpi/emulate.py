@@ -17,10 +17,10 @@ The root, the wheels and pip are cached under ~/.cache/mnist-edge/rpi ($MNIST_ED
 The first run downloads about 96 MB (arm64 package lists, 33 Debian packages, the wheels);
 later runs are offline.
 
-    python -m export.rpi.emulate prepare dist/mnist-edge-rpi.tar.gz
-    python -m export.rpi.emulate install dist/mnist-edge-rpi.tar.gz /tmp/pi
-    python -m export.rpi.emulate run /tmp/pi -- mnist-edge predict --json digit.png
-    python -m export.rpi.emulate run /tmp/pi pi5 -- mnist-edge live --source video.mp4
+    python -m mnist_edge.export.rpi.emulate prepare dist/mnist-edge-rpi.tar.gz
+    python -m mnist_edge.export.rpi.emulate install dist/mnist-edge-rpi.tar.gz /tmp/pi
+    python -m mnist_edge.export.rpi.emulate run /tmp/pi -- mnist-edge predict --json digit.png
+    python -m mnist_edge.export.rpi.emulate run /tmp/pi pi5 -- mnist-edge live --source video.mp4
 """
 
 from __future__ import annotations

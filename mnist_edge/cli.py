@@ -1,17 +1,17 @@
 """The `mnist-edge` command: one click group, one subcommand per pipeline step.
 
-Each stage keeps its commands in its own package (`trainer/cli.py`, `export/cli.py`,
-`runtime/cli.py`); this module only gathers them. None of those modules imports TensorFlow at
-import time, so `mnist-edge --help` and the runtime commands start fast and run on a device
-that only has the base install.
+Each stage keeps its commands in its own package (`mnist_edge.trainer.cli`,
+`mnist_edge.export.cli`, `mnist_edge.runtime.cli`); this module only gathers them. None of those
+modules imports TensorFlow at import time, so `mnist-edge --help` and the runtime commands start
+fast and run on a device that only has the base install.
 """
 
 import click
 
-from export.bundle import bundle
-from export.cli import export, run_all
-from runtime.cli import bench, live, predict
-from trainer.cli import train
+from mnist_edge.export.bundle import bundle
+from mnist_edge.export.cli import export, run_all
+from mnist_edge.runtime.cli import bench, live, predict
+from mnist_edge.trainer.cli import train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
