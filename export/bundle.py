@@ -21,6 +21,7 @@ import zipfile
 from pathlib import Path
 
 import click
+
 from mnist_edge.runtime.classifier import TFLITE_IDENTIFIER, sha256_of
 from mnist_edge.trainer.atomic import atomic_path
 from mnist_edge.trainer.cli import writable_folder

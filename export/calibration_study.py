@@ -19,6 +19,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+
 from mnist_edge.trainer.cli import data_dir_option, load_data_or_exit
 from mnist_edge.trainer.data import scale_pixels
 

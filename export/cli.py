@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import click
+
 from mnist_edge.export.variants import INT8_IO_CHOICES, MIN_CALIBRATION_SAMPLES, VARIANTS
 from mnist_edge.trainer.cli import (
     allow_custom_option,

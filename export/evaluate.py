@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import click
 import numpy as np
+
 from mnist_edge.export.variants import NUM_CLASSES
 
 EVAL_CHUNK = 1000  # images per predict call: one progress step, and a batched evaluation

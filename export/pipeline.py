@@ -25,6 +25,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+
 from mnist_edge.export import report as report_files
 from mnist_edge.export.evaluate import (
     EVAL_CHUNK,

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+
 from mnist_edge.trainer.atomic import write_text_atomic
 
 GALLERY_LIMIT = 40  # disagreements shown in the page; report.json lists them all

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from mnist_edge.trainer.data import scale_pixels
 
 PIXELS = 28 * 28

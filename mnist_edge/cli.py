@@ -1,7 +1,7 @@
 """The `mnist-edge` command: one click group, one subcommand per pipeline step.
 
 Each stage keeps its commands in its own package (`mnist_edge.trainer.cli`,
-`mnist_edge.export.cli`, `mnist_edge.runtime.cli`); this module only gathers them. None of those
+`mnist_edge.export.cli`, `mnist_edge.runtime.cli_*`); this module only gathers them. None of those
 modules imports TensorFlow at import time, so `mnist-edge --help` and the runtime commands start
 fast and run on a device that only has the base install.
 """
@@ -10,7 +10,9 @@ import click
 
 from mnist_edge.export.bundle import bundle
 from mnist_edge.export.cli import export, run_all
-from mnist_edge.runtime.cli import bench, live, predict
+from mnist_edge.runtime.cli_bench import bench
+from mnist_edge.runtime.cli_live import live
+from mnist_edge.runtime.cli_predict import predict
 from mnist_edge.trainer.cli import train
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from mnist_edge.runtime.camera import VideoFileSource
 from mnist_edge.runtime.classifier import DigitClassifier
 from mnist_edge.runtime.digits import recognize

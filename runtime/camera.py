@@ -24,6 +24,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from mnist_edge.runtime.preprocess import to_gray
 
 CAMERA_SIZE = (640, 480)  # asked of cameras; enough for digits on paper, cheap on a Pi

@@ -1,6 +1,6 @@
 """The model wrapper: one `.tflite` digit classifier behind a numpy-in, probabilities-out call.
 
-It knows tensors and quantization, nothing about frames or windows (that is `runtime/cli.py`
+It knows tensors and quantization, nothing about frames or windows (that is `runtime/cli_*.py`
 and `runtime/camera.py`). Inputs follow the MNIST convention of the training pipeline:
 28x28 float pixels in [0, 1], white digit on black. Quantized files (int8 or uint8 tensors)
 get their inputs quantized with the file's own scale and zero point and their outputs

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from mnist_edge.runtime.classifier import DigitClassifier
 from mnist_edge.runtime.preprocess import find_digit_crops
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from mnist_edge.runtime.camera import CameraError, FrameSource
 from mnist_edge.runtime.classifier import DigitClassifier
 from mnist_edge.runtime.digits import FrameResult, recognize

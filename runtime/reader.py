@@ -18,10 +18,11 @@ import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
 from mnist_edge.runtime.classifier import DigitClassifier, default_model
 from mnist_edge.runtime.digits import FrameResult, recognize
 from mnist_edge.runtime.images import MAX_PIXELS, pil_to_array, read_image, to_uint8_bgr_or_gray
-from PIL import Image
 
 ImageLike = str | os.PathLike | np.ndarray | Image.Image
 

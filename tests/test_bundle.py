@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from mnist_edge.export.bundle import (
     ARCHIVE_NAME,
     BUNDLE_DIR,

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from mnist_edge.runtime.classifier import (
     DigitClassifier,
     ModelError,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from mnist_edge.runtime.classifier import DigitClassifier
 from mnist_edge.runtime.digits import WEAK_MARK, FrameResult, recognize
-
 from tests.synthetic import camera_frame, sample_numbers
 
 SINGLE_FRAMES = 300

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from mnist_edge.export.cli import export
 from mnist_edge.export.tflite_graph import (
     DYNAMIC_SHAPE_OPS,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from mnist_edge.export.cli import export
 
 
@@ -136,6 +137,7 @@ def test_all_and_export_are_wired_into_mnist_edge(tmp_path):
 
 def test_models_export_cannot_convert_faithfully_are_refused():
     import keras
+
     from mnist_edge.export.variants import ExportError, dense_layers
 
     refused = {

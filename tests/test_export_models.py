@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+
 from mnist_edge.export.evaluate import confusion_matrix
 from mnist_edge.export.tflite_graph import integer_only_problems, minimal_graph_problems, read_graph
 from mnist_edge.runtime.classifier import DigitClassifier

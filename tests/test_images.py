@@ -10,8 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from mnist_edge.runtime.images import ImageReadError, expand_inputs, read_image
 from PIL import Image
+
+from mnist_edge.runtime.images import ImageReadError, expand_inputs, read_image
 
 
 def upright_digit(size: int = 64) -> np.ndarray:

@@ -13,11 +13,11 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
+from mnist_edge.cli import main
 from mnist_edge.runtime.camera import CameraError, LatestFrameSource, VideoFileSource
 from mnist_edge.runtime.classifier import DigitClassifier
 from mnist_edge.runtime.digits import recognize
-
-from mnist_edge.cli import main
 from tests.synthetic import camera_frame, sample_numbers, write_video
 
 FRAMES = 12

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from mnist_edge.runtime.preprocess import find_digit_crops, reading_order, to_gray, to_mnist_28x28
 
+from mnist_edge.runtime.preprocess import find_digit_crops, reading_order, to_gray, to_mnist_28x28
 from tests.synthetic import camera_frame, camera_frame_with_boxes
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from mnist_edge.export.rpi import emulate
 
+from mnist_edge.export.rpi import emulate
 from tests.synthetic import camera_frame, write_video
 
 TOLERANCE = 1 / 256 + 1e-4  # one step of the int8 output scale, plus the JSON's rounding

@@ -18,7 +18,7 @@ from tests.test_images import bomb_png
 
 NO_TF_SCRIPT = """
 import json, sys
-import mnist_edge.runtime.bench, mnist_edge.runtime.camera, mnist_edge.runtime.cli
+import mnist_edge.runtime.bench, mnist_edge.runtime.camera, mnist_edge.runtime.cli_predict
 import mnist_edge.runtime.images, mnist_edge.runtime.live
 after_import = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")
                       or m.startswith(("mnist_edge.trainer", "mnist_edge.export")))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from mnist_edge.trainer.data import (
     CANONICAL_MD5,
     DataError,

@@ -6,6 +6,7 @@ import json
 
 import keras
 import numpy as np
+
 from mnist_edge.trainer.data import scale_pixels
 from mnist_edge.trainer.model import build_model
 from mnist_edge.trainer.train import MODEL_FILENAME, train_and_save

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import click
 import numpy as np
+
 from mnist_edge.runtime.classifier import DigitClassifier
 from mnist_edge.runtime.digits import recognize
 from mnist_edge.runtime.preprocess import find_digit_crops
-
 from tests.synthetic import camera_frame, sample_numbers
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -17,6 +17,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import tensorflow as tf
+
 from mnist_edge.trainer.data import scale_pixels
 
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import click
+
 from mnist_edge.trainer.data import DataError, load_mnist
 
 

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
 from mnist_edge.trainer.atomic import atomic_path, write_text_atomic
 from mnist_edge.trainer.data import Mnist, scale_pixels
 
@@ -82,6 +83,7 @@ def train_and_save(
     metrics that are also written to `mnist_dense.train.json`.
     """
     import tensorflow as tf
+
     from mnist_edge.trainer.chunked_fit import ChunkedTrainer, index_chunks
     from mnist_edge.trainer.figures import save_sample_grid, save_training_curves
     from mnist_edge.trainer.model import (
