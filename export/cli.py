@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -12,6 +11,7 @@ from mnist_edge.trainer.cli import (
     allow_custom_option,
     data_dir_option,
     load_data_or_exit,
+    tensorflow_or_exit,
     writable_folder,
 )
 
@@ -138,11 +138,12 @@ def run_export_command(
         )
     if max_drop is not None and not {"float32", "int8"} <= set(names):
         raise click.ClickException("--max-drop compares int8 with float32: export both variants")
+    tensorflow_or_exit("export", check_only=True)
     check_model_file(model_path)
     writable_folder(out)
     data = load_data_or_exit(data_dir, allow_custom_data)
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out
+    tensorflow_or_exit("export")
     from mnist_edge.export.pipeline import ExportOptions, run_export
     from mnist_edge.export.report import terminal_table
     from mnist_edge.export.variants import ExportError

@@ -9,6 +9,19 @@ from pathlib import Path
 import click
 
 from mnist_edge.trainer.data import DataError, load_mnist
+from mnist_edge.trainer.tensorflow_setup import (
+    TensorFlowMissing,
+    check_training_extra,
+    import_tensorflow,
+)
+
+
+def tensorflow_or_exit(job: str, check_only: bool = False) -> None:
+    """The `train` extra for `job`, or a one-line error saying how to install it."""
+    try:
+        check_training_extra(job) if check_only else import_tensorflow(job)
+    except TensorFlowMissing as error:
+        raise click.ClickException(str(error)) from None
 
 
 def writable_folder(path: Path) -> Path:
@@ -91,11 +104,12 @@ def run_train(
 ) -> dict:
     """The `train` command's body; `mnist-edge all` calls it too."""
     started = time.perf_counter()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out
+    tensorflow_or_exit("training", check_only=True)  # before anything else can fail
     writable_folder(out)
     data = load_data_or_exit(data_dir, allow_custom_data)
     if not quiet:
         click.echo(f"MNIST: {data.source} ({len(data.x_train)} train, {len(data.x_test)} test)")
+    tensorflow_or_exit("training")
 
     from mnist_edge.trainer.train import METRICS_FILENAME, MODEL_FILENAME, train_and_save
 
