@@ -1,15 +1,16 @@
-"""`mnist-edge bundle`: one archive holding what a Raspberry Pi needs to run a model, and no more.
+"""`mnist-edge bundle --target rpi`: one archive holding what a Raspberry Pi needs to run a
+model, and no more.
 
 dist/mnist-edge-rpi.tar.gz unpacks to mnist-edge-rpi/ with the model and its card (models/), the
 project's wheel built here with `pip wheel --no-deps`, the pinned aarch64 requirements, install.sh,
-an example systemd unit and README-rpi.md; the templates live in export/rpi/. Nothing here
-imports TensorFlow: bundling works in the base install of a source checkout.
+an example systemd unit and README-rpi.md; the templates live beside this module. The wheel is
+built from a source checkout: the one this package is installed from (an editable install), or
+`--source DIR`. Nothing here imports TensorFlow: bundling works in the base install.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import re
 import shutil
 import subprocess
@@ -22,12 +23,13 @@ from pathlib import Path
 
 import click
 
-from mnist_edge.runtime.classifier import TFLITE_IDENTIFIER, sha256_of
+from mnist_edge.export.bundle_common import Built, next_step_lines
 from mnist_edge.trainer.atomic import atomic_path
-from mnist_edge.trainer.cli import writable_folder
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES = Path(__file__).resolve().parent / "rpi"
+# export/rpi/package.py -> the checkout root, in an editable install (in a wheel install this is
+# the installed mnist_edge/ folder, which holds no pyproject.toml).
+INSTALLED_FROM = Path(__file__).resolve().parents[2]
+TEMPLATES = Path(__file__).resolve().parent
 BUNDLE_DIR = "mnist-edge-rpi"
 ARCHIVE_NAME = f"{BUNDLE_DIR}.tar.gz"
 REQUIREMENTS = "requirements-rpi.txt"
@@ -58,49 +60,44 @@ def source_ignore(folder: str, names: list[str]) -> set[str]:
     return skipped
 
 
-def check_model(model: Path) -> Path | None:
-    """Refuse a missing or non-TFLite model and a card describing another model; return the card."""
-    if not model.is_file():
-        raise click.ClickException(f"{model}: no such model file")
+def is_checkout(folder: Path) -> bool:
+    pyproject = folder / "pyproject.toml"
     try:
-        with model.open("rb") as f:
-            head = f.read(8)
-    except OSError as error:
-        raise click.ClickException(f"{model}: cannot read ({error.strerror})") from None
-    if head[4:8] != TFLITE_IDENTIFIER:
-        raise click.ClickException(f"{model}: not a TFLite model (no TFL3 identifier)")
-    card = model.with_suffix(".json")
-    if not card.is_file():
-        return None
-    try:
-        info = json.loads(card.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
-        raise click.ClickException(f"{card}: model card is not readable JSON") from None
-    expected = info.get("sha256") if isinstance(info, dict) else None
-    if expected and expected != sha256_of(model):
-        raise click.ClickException(
-            f"{card}: the card describes another model (its sha256 is not {model.name}'s); "
-            "export the model again"
-        )
-    return card
+        return pyproject.is_file() and 'name = "mnist-edge"' in pyproject.read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
-def build_wheel(wheel_dir: Path) -> Path:
-    """`pip wheel --no-deps` of a copy of this checkout; returns the .whl path."""
-    if not (PROJECT_ROOT / "pyproject.toml").is_file():
-        raise click.ClickException(
-            f"{PROJECT_ROOT}: no pyproject.toml; bundle builds the wheel from a source checkout"
-        )
+def find_checkout(source: Path | None) -> Path:
+    """The mnist-edge source checkout to build the wheel from: `--source`, else the one this
+    package is installed from (editable install)."""
+    if source is not None:
+        if not is_checkout(source):
+            raise click.ClickException(
+                f"--source {source}: not an mnist-edge source checkout (no pyproject.toml "
+                "naming mnist-edge)"
+            )
+        return source
+    if is_checkout(INSTALLED_FROM):
+        return INSTALLED_FROM
+    raise click.ClickException(
+        "mnist-edge is installed without its source checkout, and the Pi bundle builds the "
+        "mnist-edge wheel from one: pass --source DIR (a clone of the repository)"
+    )
+
+
+def build_wheel(checkout: Path, wheel_dir: Path) -> Path:
+    """`pip wheel --no-deps` of a copy of the checkout; returns the .whl path."""
     with tempfile.TemporaryDirectory(prefix="mnist-edge-src-") as tmp:
         source = Path(tmp) / "mnist-edge"
-        shutil.copytree(PROJECT_ROOT, source, ignore=source_ignore)
+        shutil.copytree(checkout, source, ignore=source_ignore)
         command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet"]
         command += ["--wheel-dir", str(wheel_dir), str(source)]
         done = subprocess.run(command, capture_output=True, text=True)
     wheels = sorted(wheel_dir.glob("mnist_edge-*.whl"))
     if done.returncode != 0 or len(wheels) != 1:
         lines = [line for line in done.stderr.splitlines() if line.strip()] or ["no wheel"]
-        raise click.ClickException(f"pip wheel of {PROJECT_ROOT} failed: {lines[-1].strip()}")
+        raise click.ClickException(f"pip wheel of {checkout} failed: {lines[-1].strip()}")
     return wheels[0]
 
 
@@ -176,47 +173,22 @@ def write_archive(archive: Path, members: dict[str, tuple[bytes, int]]) -> None:
                 tar.addfile(entry(name, mode, len(data)), io.BytesIO(data))
 
 
-@click.command()
-@click.option(
-    "--model",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("models/mnist_int8.tflite"),
-    show_default=True,
-    help="The .tflite model to ship; its card (same name, .json) goes along when present.",
-)
-@click.option(
-    "--target",
-    type=click.Choice(["rpi"]),
-    default="rpi",
-    show_default=True,
-    help="The device: rpi is a Raspberry Pi 3/4/5 with 64-bit Raspberry Pi OS.",
-)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("dist"),
-    show_default=True,
-    help="Folder for the archive.",
-)
-def bundle(model: Path, target: str, out: Path) -> None:
-    """Pack a model and the on-device runtime for a Raspberry Pi into one .tar.gz.
+NEXT_STEPS = [
+    "copy:    scp {archive} pi@raspberrypi.local:",
+    f"install: tar xzf {ARCHIVE_NAME} && cd {BUNDLE_DIR} && ./install.sh    (on the Pi)",
+    "run:     venv/bin/mnist-edge live --headless --json --source 0 --threads 4",
+]
 
-    \b
-    The archive unpacks to mnist-edge-rpi/: models/ (model + card), the mnist-edge wheel
-    (without TensorFlow), requirements-rpi.txt (pinned aarch64 wheels, headless OpenCV),
-    install.sh (venv + pip), mnist-edge.service (systemd example) and README-rpi.md.
-    On the Pi: tar xzf mnist-edge-rpi.tar.gz && cd mnist-edge-rpi && ./install.sh
-    """
-    card = check_model(model)
-    writable_folder(out)
+
+def build_rpi_bundle(model: Path, card: Path | None, out: Path, source: Path | None) -> Built:
+    """Write out/mnist-edge-rpi.tar.gz with the wheel built from the checkout."""
+    checkout = find_checkout(source)
     with tempfile.TemporaryDirectory(prefix="mnist-edge-wheel-") as tmp:
-        wheel = build_wheel(Path(tmp))
+        wheel = build_wheel(checkout, Path(tmp))
         check_wheel_requirements(wheel)
         members = bundle_members(model, card, wheel)
     archive = out / ARCHIVE_NAME
     write_archive(archive, members)
-    click.echo(f"{archive}: {archive.stat().st_size / 1e6:.2f} MB, for target {target}")
-    for name, (data, _) in members.items():
-        click.echo(f"  {BUNDLE_DIR}/{name:<36} {len(data) / 1e3:>8.1f} kB")
-    if card is None:
-        click.echo(f"note: no card {model.with_suffix('.json')}; the runtime uses defaults")
+    files = {name: len(data) for name, (data, _) in members.items()}
+    steps = next_step_lines(NEXT_STEPS, archive=archive)
+    return Built([archive], BUNDLE_DIR, files, [f"wheel built from {checkout}"], steps)
