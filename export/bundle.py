@@ -5,6 +5,7 @@ templates). Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ def build_micro(model: Path, card: Path | None, out: Path, source: Path | None) 
 @dataclass
 class Target:
     device: str  # for --help
-    writes: str  # what lands in --out
+    writes: str  # what lands in --out, for --help
     build: Callable[[Path, Path | None, Path, Path | None], Built]
     builds_wheel: bool = False  # uses --source
 
@@ -39,15 +40,18 @@ class Target:
 TARGETS = {
     "rpi": Target(
         "Raspberry Pi 3/4/5 with 64-bit Raspberry Pi OS",
-        "mnist-edge-rpi.tar.gz: model + card, the mnist-edge wheel, pinned aarch64 "
-        "requirements, install.sh, a systemd unit, README-rpi.md",
+        "dist/mnist-edge-rpi.tar.gz: models/ (model + card), the mnist-edge wheel (no "
+        "TensorFlow), pinned aarch64 requirements, install.sh, a systemd unit, README-rpi.md. "
+        "On the Pi: tar xzf mnist-edge-rpi.tar.gz && cd mnist-edge-rpi && ./install.sh",
         build_rpi,
         builds_wheel=True,
     ),
     "micro": Target(
         "a microcontroller with TensorFlow Lite Micro (Arduino, ESP-IDF, Pico SDK)",
-        "mnist-edge-micro/ and .zip: the model as a C array, mnist_model_settings.h (ops, "
-        "quantization, measured arena), README-micro.md, the card",
+        "dist/mnist-edge-micro/ and .zip: mnist_model_data.h/.cc (the model as a const array), "
+        "mnist_model_settings.h (shapes, quantization, labels, ops, kTensorArenaSize measured "
+        "in TFLM), README-micro.md, the card. Integer-only int8 models; needs the micro extra "
+        "(tflite-micro).",
         build_micro,
     ),
 }
@@ -57,7 +61,17 @@ def targets_help() -> str:
     return "; ".join(f"{name}: {target.device}" for name, target in TARGETS.items())
 
 
-@click.command()
+def command_help() -> str:
+    """The command's --help text, one paragraph per row of TARGETS."""
+    lines = ["Pack a model and what the device needs to run it.", "", "\b"]
+    for name, target in TARGETS.items():
+        wrapped = textwrap.wrap(f"{target.device}. {target.writes}", 72, break_on_hyphens=False)
+        lines.append(f"--target {name:<6} {wrapped[0][0].upper()}{wrapped[0][1:]}")
+        lines += [f"{'':16}{line}" for line in wrapped[1:]]
+    return "\n".join(lines)
+
+
+@click.command(help=command_help())
 @click.option(
     "--model",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -87,18 +101,6 @@ def targets_help() -> str:
     "mnist-edge is installed from, if it is an editable install].",
 )
 def bundle(model: Path | None, target: str, out: Path, source: Path | None) -> None:
-    """Pack a model and what the device needs to run it.
-
-    \b
-    --target rpi    dist/mnist-edge-rpi.tar.gz: models/ (model + card), the mnist-edge wheel
-                    (without TensorFlow), requirements-rpi.txt, install.sh,
-                    mnist-edge.service and README-rpi.md.
-                    On the Pi: tar xzf mnist-edge-rpi.tar.gz && cd mnist-edge-rpi && ./install.sh
-    --target micro  dist/mnist-edge-micro/ (+ .zip): mnist_model_data.h/.cc (the model as a
-                    const array), mnist_model_settings.h (shapes, quantization, labels, ops,
-                    kTensorArenaSize measured in TFLM), README-micro.md, the card. Integer-only
-                    int8 models only; needs the micro extra (tflite-micro).
-    """
     chosen = TARGETS[target]
     if source is not None and not chosen.builds_wheel:
         raise click.UsageError(f"--source is for targets that build the wheel, not {target}")

@@ -346,3 +346,16 @@ def test_a_uint8_io_model_is_bundled_and_runs_in_tflm(repo_root, mnist, tmp_path
     tflm = parity.tflm_outputs(data, x, arena)
     litert = parity.litert_outputs(data, x, "reference")
     assert (tflm.argmax(axis=1) == litert.argmax(axis=1)).mean() >= 0.99
+
+
+def test_without_tflm_the_micro_bundle_says_how_to_install_it(repo_root, tmp_path) -> None:
+    import sys
+
+    code = (
+        "import sys; sys.modules['tflite_micro'] = None  # as if not installed\n"
+        "from mnist_edge.cli import main; main(sys.argv[1:])"
+    )
+    command = [sys.executable, "-c", code, "bundle", "--target", "micro", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=repo_root, capture_output=True, text=True)
+    assert_one_line_error(done, "TFLM's interpreter is not installed", "mnist-edge[micro]")
+    assert not list(tmp_path.iterdir())

@@ -31,7 +31,7 @@ FRAMEWORK_NOTE = (
     "documentation gives 16 KB for its core runtime on a Cortex-M3 (22 KB with the kernels of "
     "its keyword-spotting example, in its older README); builds that link FULLY_CONNECTED, "
     "SOFTMAX and RESHAPE with TFLM's flatbuffer parsing are reported larger (160 KB of TFLM "
-    "code for a small int8 model in tensorflow/tensorflow#48073). Measure the linked firmware "
+    "code for a 12-layer int8 model in tensorflow/tensorflow#48073). Measure the linked firmware "
     "with arm-none-eabi-size."
 )
 
