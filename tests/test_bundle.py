@@ -204,15 +204,3 @@ def test_source_must_be_an_mnist_edge_checkout(repo_root, tmp_path) -> None:
     assert find_checkout(repo_root) == repo_root
     done = run_bundle(repo_root, "--source", str(tmp_path), "--out", str(tmp_path / "dist"))
     assert_one_line_error(done, f"--source {tmp_path}", "not an mnist-edge source checkout")
-
-
-def test_an_install_without_its_checkout_asks_for_source(tmp_path, monkeypatch) -> None:
-    import click
-
-    from mnist_edge.export.rpi import package
-
-    monkeypatch.setattr(package, "INSTALLED_FROM", tmp_path)  # as in a wheel install
-    with pytest.raises(click.ClickException) as error:
-        package.find_checkout(None)
-    message = error.value.message
-    assert "--source DIR" in message and str(tmp_path) not in message and "\n" not in message

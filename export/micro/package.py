@@ -26,6 +26,7 @@ from mnist_edge.export.micro.arena import (
     ArenaMeasurement,
     invoke_once,
     measure_arena,
+    tflm_runtime,
 )
 from mnist_edge.export.micro.boards import FRAMEWORK_NOTE, fit_table
 from mnist_edge.export.micro.c_source import (
@@ -168,6 +169,10 @@ def replace_folder(final: Path, staged: Path) -> None:
 
 def build_micro_bundle(model: Path, card: Path | None, out: Path, source: Path | None) -> Built:
     """Write out/mnist-edge-micro/ and out/mnist-edge-micro.zip; `source` is not used."""
+    try:
+        tflm_runtime()
+    except ArenaError as error:  # not installed: the model is not the problem
+        raise click.ClickException(str(error)) from None
     try:
         graph = read_graph(model)
     except Exception as error:  # a damaged flatbuffer raises whatever its parser hits
