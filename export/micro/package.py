@@ -145,6 +145,20 @@ def readme_text(
     return text
 
 
+def model_flash(folder: Path, model_bytes: int) -> tuple[int, str]:
+    """The model's flash in bytes, and how it was obtained."""
+    try:
+        sizes = measured_flash(folder, DATA_SOURCE)
+    except ToolchainError as error:
+        raise click.ClickException(f"cannot compile the model array: {error}") from None
+    if sizes is None:  # the array and its length constant
+        return model_bytes + 4, "the array and its length; arm-none-eabi-g++ was not found"
+    return (
+        sizes["text"] + sizes["data"],
+        "`arm-none-eabi-size` of mnist_model_data.cc compiled for a Cortex-M4",
+    )
+
+
 def write_zip(archive: Path, folder: Path) -> None:
     """folder's files under one top folder, written beside `archive` and renamed over it."""
     stamp = time.localtime()[:6]
@@ -200,16 +214,7 @@ def build_micro_bundle(model: Path, card: Path | None, out: Path, source: Path |
         (staged / DATA_SOURCE).write_text(source_text, encoding="utf-8")
         header = settings_header(model.name, graph.op_names, inp, outp, labels, arena)
         (staged / SETTINGS_HEADER).write_text(header, encoding="utf-8")
-        try:
-            sizes = measured_flash(staged, DATA_SOURCE)
-        except ToolchainError as error:
-            raise click.ClickException(f"cannot compile the model array: {error}") from None
-        if sizes is not None:
-            flash = sizes["text"] + sizes["data"]
-            flash_how = "`arm-none-eabi-size` of mnist_model_data.cc compiled for a Cortex-M4"
-        else:
-            flash = len(data) + 4  # the array and its length constant
-            flash_how = "the array and its length; arm-none-eabi-g++ was not found to measure it"
+        flash, flash_how = model_flash(staged, len(data))
         readme = readme_text(model, card, ops, arena, flash, flash_how, inp)
         (staged / README).write_text(readme, encoding="utf-8")
         if card is not None:
