@@ -1,12 +1,14 @@
 """Read a .tflite file's graph from the flatbuffer itself and check what export promises.
 
 The interpreter is not used for this: it replaces supported ops by a DELEGATE node (XNNPACK)
-once tensors are allocated, so the ops it reports are not the ops in the file.
+once tensors are allocated, so the ops it reports are not the ops in the file. The flatbuffer
+schema comes with LiteRT (a runtime dependency), so reading a graph needs no TensorFlow: the
+microcontroller bundle reads its op list this way in the base install.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Ops a plain Keras Flatten over a dynamic batch adds; an edge file must not have them.
@@ -21,6 +23,8 @@ class Op:
     name: str  # e.g. "FULLY_CONNECTED"
     input_types: list[str]  # e.g. ["INT8", "INT8", "INT32"]
     output_types: list[str]
+    inputs: list[int] = field(default_factory=list)  # tensor indices, -1 (no tensor) left out
+    outputs: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -35,23 +39,50 @@ class Graph:
         return [op.name for op in self.ops]
 
 
+def flatbuffer_schema():
+    """The generated TFLite flatbuffer schema: LiteRT's copy, else TensorFlow's."""
+    try:
+        from ai_edge_litert import schema_py_generated
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated
+    return schema_py_generated
+
+
+def enum_names(enum_class) -> dict[int, str]:
+    """A generated flatbuffer enum (a class of int constants) as value -> name."""
+    return {value: name for name, value in vars(enum_class).items() if isinstance(value, int)}
+
+
 def read_graph(path: str | Path) -> Graph:
     """The first subgraph's ops with their tensor types, and its inputs and outputs."""
-    from tensorflow.lite.tools import flatbuffer_utils
+    return graph_of(Path(path).read_bytes())
 
-    model = flatbuffer_utils.read_model(str(path))
+
+def graph_of(data: bytes) -> Graph:
+    """read_graph for a flatbuffer already in memory."""
+    schema = flatbuffer_schema()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(data, 0))
     graph = model.subgraphs[0]
+    op_names = enum_names(schema.BuiltinOperator)
+    type_names = enum_names(schema.TensorType)
 
     def types(indices) -> list[str]:
-        return [flatbuffer_utils.type_to_name(graph.tensors[i].type) for i in indices if i >= 0]
+        return [type_names[graph.tensors[i].type] for i in indices if i >= 0]
+
+    def op_name(op) -> str:
+        code = model.operatorCodes[op.opcodeIndex]
+        # Codes above 127 live in builtinCode only; older files fill deprecatedBuiltinCode.
+        return op_names[max(code.builtinCode, code.deprecatedBuiltinCode)]
 
     ops = [
         Op(
-            flatbuffer_utils.opcode_to_name(model, op.opcodeIndex),
+            op_name(op),
             types(op.inputs),
             types(op.outputs),
+            [int(i) for i in op.inputs if i >= 0],
+            [int(i) for i in op.outputs if i >= 0],
         )
-        for op in graph.operators
+        for op in graph.operators or []
     ]
     shapes = [
         [int(d) for d in graph.tensors[i].shapeSignature]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_edge.export.bundle import (
+from mnist_edge.export.rpi.package import (
     ARCHIVE_NAME,
     BUNDLE_DIR,
     installed_requirements,
@@ -183,3 +183,24 @@ def test_out_must_be_a_writable_folder_and_an_old_archive_survives_failures(
     assert failed.returncode != 0
     assert (out / ARCHIVE_NAME).read_bytes() == built[0].read_bytes()
     assert sorted(p.name for p in out.iterdir()) == [ARCHIVE_NAME]  # no temporary left behind
+
+
+def test_bundle_run_elsewhere_uses_the_packaged_model_and_the_installed_checkout(
+    repo_root, tmp_path
+) -> None:
+    done = run_bundle(tmp_path)  # no models/ here; the default target is rpi
+    assert done.returncode == 0, done.stderr
+    with tarfile.open(tmp_path / "dist" / ARCHIVE_NAME) as tar:
+        model = tar.extractfile(f"{BUNDLE_DIR}/models/mnist_int8.tflite").read()
+    assert model == (repo_root / "models" / "mnist_int8.tflite").read_bytes()
+    assert f"wheel built from {repo_root}" in done.stdout
+    steps = done.stdout[done.stdout.index("next steps:") :]
+    assert "scp " in steps and "./install.sh" in steps and "mnist-edge live" in steps
+
+
+def test_source_must_be_an_mnist_edge_checkout(repo_root, tmp_path) -> None:
+    from mnist_edge.export.rpi.package import find_checkout
+
+    assert find_checkout(repo_root) == repo_root
+    done = run_bundle(repo_root, "--source", str(tmp_path), "--out", str(tmp_path / "dist"))
+    assert_one_line_error(done, f"--source {tmp_path}", "not an mnist-edge source checkout")

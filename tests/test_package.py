@@ -99,3 +99,13 @@ def test_training_commands_without_tensorflow_say_how_to_get_it(
         f'Error: {job} needs TensorFlow: pip install "mnist-edge[train]"'
     ]
     assert not (tmp_path / "empty" / "out").exists()  # nothing written, not even a folder
+
+
+def test_bundle_from_a_wheel_install_says_what_it_needs(installed, tmp_path) -> None:
+    # The Pi bundle builds the wheel from a source checkout, which a wheel install lacks; the
+    # micro bundle measures its arena in TFLM, which the base install lacks.
+    for target, words in (("rpi", "--source DIR"), ("micro", "mnist-edge[micro]")):
+        done = run_in_empty_folder(installed, tmp_path, "mnist-edge", "bundle", "--target", target)
+        errors = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 1 and len(errors) == 1 and words in errors[0], done.stderr
+        assert "site-packages" not in errors[0]
