@@ -41,10 +41,21 @@ def model_options(command: Callable) -> Callable:
         ),
         click.option("--drop-weak", is_flag=True, help="Leave weak digits out entirely."),
         click.option("--verbose", "-v", is_flag=True, help="Say which model and interpreter."),
+        # Read by load_classifier from the context, so the commands need no extra parameter.
+        click.option(
+            "--ignore-card",
+            is_flag=True,
+            expose_value=False,
+            callback=lambda ctx, _param, value: ctx.meta.__setitem__(IGNORE_CARD, value),
+            help="Run the model even if its card (the .json beside it) does not match it.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+IGNORE_CARD = "mnist_edge.ignore_card"
 
 
 def load_classifier(model: Path | None, threads: int | None, verbose: bool) -> DigitClassifier:
@@ -55,7 +66,9 @@ def load_classifier(model: Path | None, threads: int | None, verbose: bool) -> D
         cv2.utils.logging.LOG_LEVEL_WARNING if verbose else cv2.utils.logging.LOG_LEVEL_SILENT
     )
     try:
-        classifier = DigitClassifier(model or default_model(), threads=threads)
+        context = click.get_current_context(silent=True)
+        ignore_card = bool(context and context.meta.get(IGNORE_CARD))
+        classifier = DigitClassifier(model or default_model(), threads, ignore_card)
     except ModelError as error:
         raise click.ClickException(str(error)) from None
     if verbose:

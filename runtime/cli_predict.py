@@ -15,6 +15,7 @@ import click
 import cv2
 import numpy as np
 
+from mnist_edge.runtime.classifier import ModelError, ModelOutputError
 from mnist_edge.runtime.cli_common import load_classifier, model_options
 from mnist_edge.runtime.digits import FrameResult, recognize
 from mnist_edge.runtime.images import MAX_PIXELS, ImageReadError, expand_inputs, read_image
@@ -82,6 +83,10 @@ def predict(
                     save_annotated_image(save_annotated, item.shown, draw_results(image, result))
             except ImageReadError as read_error:
                 error = read_error.reason
+            except ModelOutputError as output_error:  # NaN or 75.2 for this image
+                error = str(output_error)
+            except ModelError as model_error:  # the model hangs or fails: nothing can go on
+                raise click.ClickException(str(model_error)) from None
             except OSError as write_error:
                 error = f"cannot write the annotated image ({write_error})"
         if error is not None:

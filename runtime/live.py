@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from mnist_edge.runtime.camera import CameraError, FrameSource
-from mnist_edge.runtime.classifier import DigitClassifier
+from mnist_edge.runtime.classifier import DigitClassifier, ModelError
 from mnist_edge.runtime.digits import FrameResult, recognize
 
 GOOD_COLOUR = (60, 200, 60)  # BGR
@@ -225,7 +225,7 @@ def run_live(
                 due = max(due + interval, time.perf_counter() - interval)  # no catch-up bursts
                 if window is not None and not window.show(annotated, until=due):
                     break
-    except CameraError as error:
+    except (CameraError, ModelError) as error:
         stats.error = str(error)
     except KeyboardInterrupt:
         pass  # Ctrl+C is a way to quit: finish the recording like q does

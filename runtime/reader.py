@@ -33,7 +33,8 @@ class DigitReader:
     `model` is a .tflite path (default: models/mnist_int8.tflite in the current folder, else the
     packaged one); `threads` the interpreter's threads; digits below `min_confidence` are marked
     weak (`drop_weak` leaves them out). A bad model raises `ModelError`, a bad image file
-    `ImageReadError`, both with a one-line message naming the file.
+    `ImageReadError`, both with a one-line message naming the file. A model whose card (the
+    .json beside it) does not match it is refused unless `ignore_card`.
     """
 
     def __init__(
@@ -43,9 +44,10 @@ class DigitReader:
         min_confidence: float = 0.0,
         drop_weak: bool = False,
         max_pixels: int = MAX_PIXELS,
+        ignore_card: bool = False,
     ) -> None:
         self.classifier = DigitClassifier(
-            Path(model) if model is not None else default_model(), threads=threads
+            Path(model) if model is not None else default_model(), threads, ignore_card
         )
         self.min_confidence = min_confidence
         self.drop_weak = drop_weak

@@ -71,14 +71,15 @@ def test_rejects_wrong_shaped_images(int8_model):
         DigitClassifier(int8_model).predict(np.zeros((2, 32, 32)))
 
 
-def test_model_card_is_read_and_a_stale_one_ignored(int8_model, tmp_path):
+def test_model_card_is_read_and_a_stale_one_refused(int8_model, tmp_path):
     model = tmp_path / "mnist_int8.tflite"
     model.write_bytes(int8_model.read_bytes())
     card = {"labels": list("abcdefghij"), "sha256": "0" * 64}
     (tmp_path / "mnist_int8.json").write_text(json.dumps(card))
-    stale = DigitClassifier(model)
-    assert stale.card is None and "sha256 does not match" in stale.card_warning
-    assert stale.labels == [str(d) for d in range(10)]
+    with pytest.raises(ModelError, match="does not match its model card"):
+        DigitClassifier(model)
+    ignored = DigitClassifier(model, ignore_card=True)
+    assert ignored.card is None and ignored.labels == [str(d) for d in range(10)]
 
     import hashlib
 
