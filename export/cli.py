@@ -11,8 +11,8 @@ from mnist_edge.trainer.cli import (
     allow_custom_option,
     data_dir_option,
     load_data_or_exit,
+    locked_output,
     tensorflow_or_exit,
-    writable_folder,
 )
 
 DEFAULT_VARIANTS = ",".join(VARIANTS)
@@ -140,19 +140,21 @@ def run_export_command(
         raise click.ClickException("--max-drop compares int8 with float32: export both variants")
     tensorflow_or_exit("export", check_only=True)
     check_model_file(model_path)
-    writable_folder(out)
-    data = load_data_or_exit(data_dir, allow_custom_data)
+    with locked_output(out, "export"):
+        data = load_data_or_exit(data_dir, allow_custom_data)
 
-    tensorflow_or_exit("export")
-    from mnist_edge.export.pipeline import ExportOptions, run_export
-    from mnist_edge.export.report import terminal_table
-    from mnist_edge.export.variants import ExportError
+        tensorflow_or_exit("export")
+        from mnist_edge.export.pipeline import ExportOptions, run_export
+        from mnist_edge.export.report import terminal_table
+        from mnist_edge.export.variants import ExportError
 
-    options = ExportOptions(model_path, out, names, calibration_samples, int8_io, max_drop, quiet)
-    try:
-        report = run_export(options, data)
-    except ExportError as error:
-        raise click.ClickException(str(error)) from None
+        options = ExportOptions(
+            model_path, out, names, calibration_samples, int8_io, max_drop, quiet
+        )
+        try:
+            report = run_export(options, data)
+        except ExportError as error:
+            raise click.ClickException(str(error)) from None
 
     click.echo("\n" + terminal_table(report))
     click.echo(
@@ -185,12 +187,13 @@ def run_all(
     from mnist_edge.trainer.cli import run_train
     from mnist_edge.trainer.train import MODEL_FILENAME
 
-    run_train(data_dir, allow_custom_data, out, quiet=quiet)
-    run_export_command(
-        out / MODEL_FILENAME,
-        out,
-        max_drop=max_drop,
-        data_dir=data_dir,
-        allow_custom_data=allow_custom_data,
-        quiet=quiet,
-    )
+    with locked_output(out, "all"):  # held from train to the end of export
+        run_train(data_dir, allow_custom_data, out, quiet=quiet)
+        run_export_command(
+            out / MODEL_FILENAME,
+            out,
+            max_drop=max_drop,
+            data_dir=data_dir,
+            allow_custom_data=allow_custom_data,
+            quiet=quiet,
+        )

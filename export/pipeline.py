@@ -1,9 +1,9 @@
 """The export stage from a .keras file to checked TFLite files, model cards and the report.
 
 Nothing appears in the output folder until every file is converted, checked, loaded back and
-evaluated: the files are built in a hidden staging folder beside the outputs, then renamed into
-place one by one (a rename within a folder is atomic), so a failed or interrupted export leaves
-the previous files untouched and no half-written one.
+evaluated: the files are built in a staging folder and switched in as one set
+(`mnist_edge.trainer.atomic.output_set`), so a failed or interrupted export leaves the previous
+files untouched, a second export into the same folder is refused, and no set is ever mixed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -44,6 +43,7 @@ from mnist_edge.export.variants import (
     stratified_calibration_set,
 )
 from mnist_edge.runtime.classifier import sha256_of
+from mnist_edge.trainer.atomic import output_set
 from mnist_edge.trainer.data import Mnist, scale_pixels
 
 CARD_VERSION = 1
@@ -200,8 +200,7 @@ def run_export(options: ExportOptions, data: Mnist) -> dict:
         )
     x_test = scale_pixels(data.x_test)
 
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=options.out))
-    try:
+    with output_set(options.out, "export") as staging:
         for variant in options.variants:
             path = staging / tflite_filename(variant)
             convert_and_check(model, variant, settings, path, x_test[:SMOKE_BATCH])
@@ -212,18 +211,10 @@ def run_export(options: ExportOptions, data: Mnist) -> dict:
         figures = report_files.figures(
             report, data.x_test, data.y_test, {n: r.probabilities for n, r in results.items()}
         )
-        # Every file is complete and checked: move them into place.
-        for variant in options.variants:
-            for suffix in (".tflite", ".json"):
-                name = Path(tflite_filename(variant)).with_suffix(suffix).name
-                os.replace(staging / name, options.out / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-    report["export_seconds"] = round(time.perf_counter() - started, 2)
-    report_files.write_json(report, options.out / "report.json")
-    report_files.write_markdown(report, options.out / "report.md")
-    report_files.write_html(report, figures, options.out / "report.html")
+        report["export_seconds"] = round(time.perf_counter() - started, 2)
+        report_files.write_json(report, staging / "report.json")
+        report_files.write_markdown(report, staging / "report.md")
+        report_files.write_html(report, figures, staging / "report.html")
     return report
 
 

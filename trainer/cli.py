@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
+from mnist_edge.trainer.atomic import OutputError, output_lock
 from mnist_edge.trainer.data import DataError, load_mnist
 from mnist_edge.trainer.tensorflow_setup import (
     TensorFlowMissing,
@@ -35,6 +38,20 @@ def writable_folder(path: Path) -> Path:
     if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
         raise click.ClickException(f"{path}: output folder is not writable")
     return path
+
+
+@contextlib.contextmanager
+def locked_output(path: Path, command: str) -> Iterator[Path]:
+    """Hold `path`'s lock for the whole command (a second train or export into it stops at
+    once, naming this one); create it if needed, and remove it again if the command fails
+    before writing anything."""
+    try:
+        with output_lock(path, command):
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise OutputError(f"{path}: output folder is not writable")
+            yield path
+    except OutputError as error:
+        raise click.ClickException(str(error)) from None
 
 
 data_dir_option = click.option(
@@ -105,15 +122,15 @@ def run_train(
     """The `train` command's body; `mnist-edge all` calls it too."""
     started = time.perf_counter()
     tensorflow_or_exit("training", check_only=True)  # before anything else can fail
-    writable_folder(out)
-    data = load_data_or_exit(data_dir, allow_custom_data)
-    if not quiet:
-        click.echo(f"MNIST: {data.source} ({len(data.x_train)} train, {len(data.x_test)} test)")
-    tensorflow_or_exit("training")
+    with locked_output(out, "train"):
+        data = load_data_or_exit(data_dir, allow_custom_data)
+        if not quiet:
+            click.echo(f"MNIST: {data.source} ({len(data.x_train)} train, {len(data.x_test)} test)")
+        tensorflow_or_exit("training")
 
-    from mnist_edge.trainer.train import METRICS_FILENAME, MODEL_FILENAME, train_and_save
+        from mnist_edge.trainer.train import METRICS_FILENAME, MODEL_FILENAME, train_and_save
 
-    metrics = train_and_save(data, out, epochs, batch_size, seed, quiet, limit)
+        metrics = train_and_save(data, out, epochs, batch_size, seed, quiet, limit)
     if not quiet:
         click.echo(
             f"test accuracy {metrics['test_accuracy']:.2%}, loss {metrics['test_loss']:.4f}; "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_edge.trainer.atomic import atomic_path, write_text_atomic
+from mnist_edge.trainer.atomic import output_set
 from mnist_edge.trainer.data import Mnist, scale_pixels
 
 MODEL_FILENAME = "mnist_dense.keras"
@@ -93,7 +93,6 @@ def train_and_save(
         make_optimizer,
     )
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     x_all, y_all = data.x_train[:limit], data.y_train[:limit]
     train_idx, val_idx = split_validation(len(x_all), seed)
     x_train, y_train = x_all[train_idx], y_all[train_idx].astype(np.int32)  # scaled in the step
@@ -119,8 +118,6 @@ def train_and_save(
     # The test set is used once, here, after every choice was made on the validation split.
     test_loss, test_accuracy = evaluate(model, scale_pixels(data.x_test), data.y_test)
 
-    with atomic_path(out_dir / MODEL_FILENAME) as tmp:
-        model.save(tmp)
     per_epoch = [
         {key: float(values[i]) for key, values in history.history.items()}
         for i in range(len(history.history["loss"]))
@@ -145,7 +142,9 @@ def train_and_save(
         "versions": tool_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    write_text_atomic(out_dir / METRICS_FILENAME, json.dumps(metrics, indent=2) + "\n")
-    save_sample_grid(data.x_train[:limit], data.y_train[:limit], out_dir / "samples.png")
-    save_training_curves(per_epoch, out_dir / "training_curves.png")
+    with output_set(out_dir, "train") as stage:  # the four files appear together or not at all
+        model.save(stage / MODEL_FILENAME)
+        (stage / METRICS_FILENAME).write_text(json.dumps(metrics, indent=2) + "\n")
+        save_sample_grid(data.x_train[:limit], data.y_train[:limit], stage / "samples.png")
+        save_training_curves(per_epoch, stage / "training_curves.png")
     return metrics
