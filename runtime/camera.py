@@ -17,9 +17,12 @@ needs the colours, and the conversion is one of the costliest steps on a whole f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import stat
 import threading
+import urllib.parse
 from pathlib import Path
 
 import cv2
@@ -60,15 +63,29 @@ class FrameSource:
 
 
 def open_source(spec: str, grey: bool = False) -> FrameSource:
-    """'0' (camera index), 'picamera2', a URL (rtsp://, http://...) or a video file path."""
+    """'0' (camera index), 'picamera2', a URL (rtsp://, http://...), a camera device
+    (/dev/video0) or a video file (a path or a file:// URL)."""
     spec = spec.strip()
     if spec.isdigit():
         return LatestFrameSource(int(spec), f"camera {spec}", grey)
     if spec.lower() == "picamera2":
         return Picamera2Source(grey)
+    if spec.lower().startswith("file://"):
+        return VideoFileSource(file_url_path(spec), grey)
     if "://" in spec:
         return LatestFrameSource(spec, spec, grey)
+    with contextlib.suppress(OSError):
+        if stat.S_ISCHR(os.stat(spec).st_mode):  # a V4L2 camera: live, newest frame only
+            return LatestFrameSource(spec, spec, grey)
     return VideoFileSource(spec, grey)
+
+
+def file_url_path(url: str) -> str:
+    """The local path of a file:// URL (file:///home/me/a%20b.mp4 -> /home/me/a b.mp4)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise CameraError(f"{url}: a file:// URL on another host ({parts.netloc}) cannot be read")
+    return urllib.parse.unquote(parts.path)
 
 
 def _fps_of(capture: cv2.VideoCapture) -> float:
@@ -82,10 +99,18 @@ class VideoFileSource(FrameSource):
     def __init__(self, path: str | Path, grey: bool = False) -> None:
         self.name = str(path)
         self.grey = grey
-        if not Path(path).exists():
-            raise CameraError(f"{path}: no such file (and not a camera index, URL or picamera2)")
-        if Path(path).is_dir():
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            raise CameraError(
+                f"{path}: no such file (and not a camera index, URL or picamera2)"
+            ) from None
+        except OSError as error:
+            raise CameraError(f"{path}: cannot read ({error.strerror})") from None
+        if stat.S_ISDIR(mode):
             raise CameraError(f"{path}: is a folder, not a video file")
+        if not stat.S_ISREG(mode):  # a FIFO would block the open for ever
+            raise CameraError(f"{path}: is not a regular file (a FIFO, socket or device)")
         # The decoder gets every core but one: the loop's own work takes that one. (FFmpeg
         # would use them all; a decoder thread on the loop's core slows the loop: 2 cores, a
         # 640x480 video, 0.98 ms per frame with one decoder thread, 1.02 ms with two.)
@@ -102,7 +127,8 @@ class VideoFileSource(FrameSource):
             capture.release()
             raise CameraError(f"{path}: no frame could be decoded (empty or damaged video)")
         self.fps = _fps_of(capture)
-        self.frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # an estimate
+        self.frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # from the header
+        self.frames_decoded = 1
         self._frames: queue.Queue = queue.Queue(maxsize=READ_AHEAD_FRAMES)
         self._frames.put(to_gray(first) if grey else first)
         self._stop = threading.Event()
@@ -111,16 +137,32 @@ class VideoFileSource(FrameSource):
         self._thread.start()
 
     def _decode(self, capture: cv2.VideoCapture) -> None:
+        end = None
         try:
             while not self._stop.is_set():
                 ok, frame = capture.read()
-                if ok and self.grey:
+                if not ok:
+                    end = self._ended_early()
+                    break
+                self.frames_decoded += 1
+                if self.grey:
                     frame = to_gray(frame)
-                if not ok or not self._put(frame):
+                if not self._put(frame):
                     break
         finally:
             capture.release()
-            self._put(None)  # the end of the video (or a crash here) reaches the reader
+            self._put(end)  # the end of the video (or a crash here) reaches the reader
+
+    def _ended_early(self) -> CameraError | None:
+        """A damaged file stops decoding before the frame count in its header; a frame or 1 %
+        short is allowed for containers whose count is an estimate from the duration."""
+        missing = self.frame_count - self.frames_decoded
+        if self.frame_count <= 0 or missing <= max(1, self.frame_count // 100):
+            return None
+        return CameraError(
+            f"{self.name}: the video ends after {self.frames_decoded} of the "
+            f"{self.frame_count} frames in its header (damaged file?)"
+        )
 
     def _put(self, item: np.ndarray | None) -> bool:
         """Wait for room in the queue (never drop a frame); False when asked to stop."""
@@ -136,8 +178,10 @@ class VideoFileSource(FrameSource):
         if self._finished:
             return None
         frame = self._frames.get()
-        if frame is None:
+        if frame is None or isinstance(frame, CameraError):
             self._finished = True
+        if isinstance(frame, CameraError):
+            raise frame
         return frame
 
     def close(self) -> None:
@@ -153,7 +197,8 @@ class LatestFrameSource(FrameSource):
     def __init__(self, device: int | str, name: str, grey: bool = False) -> None:
         self.name = name
         self.grey = grey
-        if isinstance(device, int):
+        camera = isinstance(device, int) or "://" not in device  # an index or /dev/video0
+        if camera:
             capture = cv2.VideoCapture(device)
         else:
             # Timeouts for a stream that does not answer. Only for URLs: some camera backends
@@ -163,9 +208,9 @@ class LatestFrameSource(FrameSource):
             capture = cv2.VideoCapture(device, cv2.CAP_FFMPEG, params)
         if not capture.isOpened():
             capture.release()
-            what = "no such camera or no permission" if isinstance(device, int) else "no answer"
+            what = "no such camera or no permission" if camera else "no answer"
             raise CameraError(f"{name}: cannot open ({what})")
-        if isinstance(device, int):
+        if camera:
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, CAMERA_SIZE[0])
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, CAMERA_SIZE[1])
             capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # do not let the driver queue old frames

@@ -8,7 +8,13 @@ import click
 
 from mnist_edge.runtime.camera import CameraError, open_source
 from mnist_edge.runtime.cli_common import load_classifier, model_options
-from mnist_edge.runtime.live import VideoRecorder, Window, print_json_line, run_live
+from mnist_edge.runtime.live import (
+    VideoRecorder,
+    Window,
+    print_json_line,
+    run_live,
+    stop_signals_as_ctrl_c,
+)
 
 
 @click.command()
@@ -36,6 +42,7 @@ from mnist_edge.runtime.live import VideoRecorder, Window, print_json_line, run_
     show_default=True,
     help="Where the s key saves snapshots.",
 )
+@stop_signals_as_ctrl_c
 def live(
     source: str,
     model: Path | None,
@@ -56,6 +63,7 @@ def live(
 
     A camera is read in a background thread that keeps only the newest frame (no lag); a video
     file is processed frame by frame, every frame, in order, and the command ends at its end.
+    SIGTERM and SIGHUP stop it as Ctrl+C does, and the recording is kept.
     """
     classifier = load_classifier(model, threads, verbose)
     try:

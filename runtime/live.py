@@ -7,17 +7,26 @@ tensors and quantization stay inside `mnist_edge.runtime.classifier`. `mnist-edg
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; a killed recorder's temporary file stays
+    fcntl = None
 
 from mnist_edge.runtime.camera import CameraError, FrameSource
 from mnist_edge.runtime.classifier import DigitClassifier, ModelError
@@ -65,7 +74,10 @@ class VideoRecorder:
     """An annotated video written to a temporary file, renamed into place when closed.
 
     Closing always finishes the file (the container index is written), whatever ended the
-    loop: the end of the video, q, Ctrl+C, or a camera that went away.
+    loop: the end of the video, q, Ctrl+C, SIGTERM or SIGHUP, or a camera that went away. The
+    temporary file is locked (flock) while it is written, so a recorder that was killed
+    (SIGKILL, a power cut) is told from one still running: the next recorder for the same
+    output removes the dead one's temporary file.
     """
 
     def __init__(self, path: str | Path, fps: float) -> None:
@@ -82,10 +94,18 @@ class VideoRecorder:
         self.fps = fps if fps > 0 else 10.0
         self.frames = 0
         self._writer: cv2.VideoWriter | None = None
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=f".tmp{suffix}", dir=self.path.parent
-        )
-        os.close(fd)
+        pattern = f".{self.path.name}.*.tmp{suffix}"
+        for stale in self.path.parent.glob(pattern):
+            _remove_if_unlocked(stale)
+        try:
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", suffix=f".tmp{suffix}", dir=self.path.parent
+            )
+        except OSError as error:
+            raise CameraError(f"{path}: cannot record there ({error.strerror})") from None
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until close()
+        self._lock_fd = fd
         self._tmp = Path(tmp)
 
     def write(self, frame: np.ndarray) -> None:
@@ -98,13 +118,79 @@ class VideoRecorder:
         self.frames += 1
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-        if self.frames:
-            os.chmod(self._tmp, 0o644)
-            os.replace(self._tmp, self.path)
-        else:
-            self._tmp.unlink(missing_ok=True)
+        with signals_held():  # a second Ctrl+C or SIGTERM must not cut the finishing short
+            if self._writer is not None:
+                self._writer.release()
+            if self.frames:
+                os.chmod(self._tmp, 0o644)
+                os.replace(self._tmp, self.path)
+            else:
+                self._tmp.unlink(missing_ok=True)
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+
+def _remove_if_unlocked(path: Path) -> None:
+    """Remove a recorder's temporary file if no running recorder holds its lock."""
+    if fcntl is None:
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass  # locked: another live command is recording into it
+    finally:
+        os.close(fd)
+
+
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_signals_as_ctrl_c(command: Callable) -> Callable:
+    """A command during which SIGTERM (`systemctl stop`, `kill`) and SIGHUP (the terminal or
+    SSH session closed) do what Ctrl+C does: the loop ends and the recording is finished."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            previous = {s: signal.signal(s, _raise_keyboard_interrupt) for s in STOP_SIGNALS}
+        except ValueError:  # not the main thread: signals are not ours to handle
+            return command(*args, **kwargs)
+        try:
+            return command(*args, **kwargs)
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    return run
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold Ctrl+C, SIGTERM and SIGHUP back for a moment; they arrive when it is over."""
+    if (
+        not hasattr(signal, "pthread_sigmask")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+    held = {signal.SIGINT, *STOP_SIGNALS}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 @dataclass

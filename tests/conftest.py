@@ -55,3 +55,12 @@ def small_keras_model(mnist, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("small_model")
     train_and_save(mnist, out, epochs=2, seed=0, quiet=True, limit=6000)
     return out / MODEL_FILENAME
+
+
+@pytest.fixture(scope="session")
+def mutants(tmp_path_factory) -> dict[str, Path]:
+    """Bad TFLite models (tests/model_mutants.py), converted once per session."""
+    pytest.importorskip("tensorflow")
+    from tests.model_mutants import build_mutants
+
+    return build_mutants(tmp_path_factory.mktemp("mutants"))

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from mnist_edge.cli import main
 from mnist_edge.runtime.classifier import DigitClassifier, ModelError, ModelOutputError
-from tests.model_mutants import build_mutants, fixed_batch_classifier
+from tests.model_mutants import fixed_batch_classifier
 from tests.synthetic import camera_frame
 
 MEMORY_CEILING = 1536 * 2**20  # address space for a runtime subprocess (it needs ~770 MB)
@@ -36,12 +36,6 @@ REFUSED_AT_LOAD = {
     "huge_tensors": "tensors need 2,991 MB at batch 1, more than the 64 MB",
     "wrong_input": "model input is [-1, 32, 32]",
 }
-
-
-@pytest.fixture(scope="session")
-def mutants(tmp_path_factory) -> dict[str, Path]:
-    pytest.importorskip("tensorflow")
-    return build_mutants(tmp_path_factory.mktemp("mutants"))
 
 
 @pytest.fixture(scope="session")
