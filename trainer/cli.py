@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from mnist_edge.trainer.atomic import OutputError, output_lock
-from mnist_edge.trainer.data import DataError, load_mnist
+from mnist_edge.trainer.data import DataError, check_enough_data, load_mnist
 from mnist_edge.trainer.tensorflow_setup import (
     TensorFlowMissing,
     check_training_extra,
@@ -69,10 +69,14 @@ allow_custom_option = click.option(
 
 
 def load_data_or_exit(data_dir: Path | None, allow_custom: bool):
+    """The dataset, checked to be enough to train and evaluate on, or a one-line error."""
     try:
-        return load_mnist(data_dir, allow_custom=allow_custom)
+        data = load_mnist(data_dir, allow_custom=allow_custom)
+        for warning in check_enough_data(data):
+            click.echo(f"warning: {warning}", err=True)
     except DataError as error:
         raise click.ClickException(str(error)) from None
+    return data
 
 
 @click.command()
