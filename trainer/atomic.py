@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
 import os
 import shutil
 import signal
@@ -36,6 +35,11 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so no lock (the set switch still works file by file)
+    fcntl = None
 
 LOCK_NAME = ".mnist-edge.lock"
 # Errors that mean "the disk cannot take the new files": one line, the previous set intact.
@@ -175,6 +179,8 @@ def _acquire(lock_path: Path, out: Path, command: str) -> int:
     for _ in range(100):
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            if fcntl is None:
+                return fd
         except OSError as error:
             raise OutputError(f"{out}: output folder is not writable ({error.strerror})") from None
         try:
