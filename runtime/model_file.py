@@ -20,8 +20,8 @@ INPUT_SHAPES = ((IMAGE_SIZE, IMAGE_SIZE), (IMAGE_SIZE * IMAGE_SIZE,), (IMAGE_SIZ
 MODEL_DTYPES = ("float32", "int8", "uint8")
 TFLITE_IDENTIFIER = b"TFL3"  # bytes 4..8 of every TFLite flatbuffer
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
-# Bounds for a model file: the 784-128-10 files are 100-620 KB and their tensors, weights
-# included, 100-620 KB at batch 1 (about 8 MB at 1,024 images per invoke). Far above any digit
+# Bounds for a model file: the 784-128-10 files are 103-399 KB and their tensors, weights
+# included, 101-603 KB at batch 1 (0.9-3.7 MB at 1,024 images per invoke). Far above any digit
 # classifier, far below what would take down a Raspberry Pi.
 MAX_MODEL_FILE_BYTES = 64 * 2**20
 MAX_TENSOR_BYTES = 64 * 2**20  # every tensor at the batch size of one invoke, weights too
