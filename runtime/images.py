@@ -57,7 +57,12 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise ImageReadError(path, f"cannot read the file ({error.strerror or error})") from None
     if not data:
         raise ImageReadError(path, "the file is empty")
+    return decode_image(data, path, max_pixels)
 
+
+def decode_image(data: bytes, path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """`read_image` for bytes already in memory (an upload); `path` names them in errors."""
+    path = Path(path)
     header = _open_header(path, data)
     width, height = header.size
     if width * height > max_pixels:

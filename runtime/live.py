@@ -263,12 +263,14 @@ def run_live(
     window: Window | None = None,
     recorder: VideoRecorder | None = None,
     on_result: Callable[[int, FrameResult, float], None] | None = None,
+    on_frame: Callable[[np.ndarray, int, FrameResult, float], None] | None = None,
     max_frames: int | None = None,
     mirror: bool = False,
 ) -> LiveStats:
     """Read, recognize, report and show/record until the source ends, the user quits or
     `max_frames` frames were processed. A camera that fails mid-stream ends the loop with
-    `stats.error` set; the caller closes the source, window and recorder."""
+    `stats.error` set; the caller closes the source, window and recorder. `on_frame` gets the
+    frame with its result (`serve` draws and encodes it for its viewers)."""
     stats = LiveStats()
     fps = 0.0
     start = last = time.perf_counter()
@@ -295,6 +297,8 @@ def run_live(
             latency_ms = (time.perf_counter() - t0) * 1000.0
             if on_result is not None:
                 on_result(stats.frames, result, latency_ms)
+            if on_frame is not None:
+                on_frame(frame, stats.frames, result, latency_ms)
             stats.frames += 1
             now = time.perf_counter()
             # A smoothed frame rate of the whole loop (reading and drawing included).
