@@ -15,6 +15,7 @@ from mnist_edge.export.cli import export, run_all
 from mnist_edge.runtime.cli_bench import bench
 from mnist_edge.runtime.cli_live import live
 from mnist_edge.runtime.cli_predict import predict
+from mnist_edge.runtime.cli_serve import serve
 from mnist_edge.trainer.cli import train
 
 
@@ -51,7 +52,7 @@ def main() -> None:
     """
 
 
-for command in (run_all, train, export, predict, live, bench, bundle):
+for command in (run_all, train, export, predict, live, serve, bench, bundle):
     main.add_command(command)
 
 

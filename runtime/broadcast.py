@@ -1,0 +1,325 @@
+"""One capture loop for every client of `mnist-edge serve`.
+
+The loop is `run_live`, the same one `live` runs, in a thread of its own. Each processed frame
+is published once: its result as JSON bytes (kept with the last few, for event streams) and,
+at most `max_fps` times a second and only while someone watches the stream, its annotated
+JPEG. Clients pull what is newest when they are ready for it, so ten viewers cost one
+recognition per frame, a slow viewer skips frames instead of building a backlog, and a viewer
+that goes away never stops or slows the loop.
+
+The camera is opened when the first client starts watching (the stream or the events) and
+released `release_after` seconds after the last one left, unless `always_on`. A camera that
+fails is tried again every few seconds while someone watches. A video file stands in for a
+camera: it plays at its own frame rate and starts again at its end.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from mnist_edge.runtime.camera import CameraError, FrameSource
+from mnist_edge.runtime.classifier import DigitClassifier
+from mnist_edge.runtime.digits import FrameResult
+from mnist_edge.runtime.live import draw_results, run_live
+
+RETRY_AFTER_S = 3.0  # a camera that failed, tried again while someone watches
+RECENT_RESULTS = 32  # results kept for an event client that fell a little behind
+WATCH_KINDS = ("stream", "events")
+
+
+@dataclass(frozen=True)
+class Published:
+    number: int  # frames processed since the server started, 0 first
+    json: bytes  # the result record, serialized once for every client
+
+
+class ServedSource(FrameSource):
+    """The source as the serving loop reads it: a video file paced at its own frame rate and
+    started again at its end; `read()` ends the loop (None) when `keep_going()` says so."""
+
+    def __init__(
+        self,
+        open_frames: Callable[[], FrameSource],
+        keep_going: Callable[[], bool],
+        fallback_fps: float,
+    ) -> None:
+        self._open = open_frames
+        self._keep_going = keep_going
+        self._frames = open_frames()
+        self.name, self.live, self.fps = self._frames.name, self._frames.live, self._frames.fps
+        self._interval = 0.0 if self.live else 1.0 / (self.fps or fallback_fps)
+        self._due = time.perf_counter()
+        self.position = -1  # the index in the video file of the frame read last
+
+    def read(self) -> np.ndarray | None:
+        if self._interval:
+            while (wait := self._due - time.perf_counter()) > 0:
+                time.sleep(min(wait, 0.05))  # a slow video still stops at once
+                if not self._keep_going():
+                    return None
+            self._due = max(self._due + self._interval, time.perf_counter() - self._interval)
+        if not self._keep_going():
+            return None
+        frame = self._frames.read()
+        self.position += 1
+        if frame is None and not self.live:  # the end of the video: from the start again
+            self._frames.close()
+            self._frames = self._open()
+            self.position = 0
+            frame = self._frames.read()
+        return frame
+
+    def close(self) -> None:
+        self._frames.close()
+
+
+class CaptureHub:
+    """The single capture loop and what it last published; every method is thread-safe."""
+
+    def __init__(
+        self,
+        open_frames: Callable[[], FrameSource],
+        classifier: DigitClassifier,
+        *,
+        min_confidence: float = 0.0,
+        drop_weak: bool = False,
+        max_fps: float = 15.0,
+        jpeg_quality: int = 80,
+        always_on: bool = False,
+        release_after: float = 5.0,
+    ) -> None:
+        self._open_frames = open_frames
+        self.classifier = classifier
+        self.min_confidence = min_confidence
+        self.drop_weak = drop_weak
+        self.max_fps = max_fps
+        self.jpeg_quality = jpeg_quality
+        self.always_on = always_on
+        self.release_after = release_after
+        self.started = time.monotonic()
+
+        self._lock = threading.Lock()
+        self._results = threading.Condition(self._lock)  # a new result or a new source state
+        self._jpegs = threading.Condition(self._lock)  # a new JPEG
+        self._watchers = dict.fromkeys(WATCH_KINDS, 0)
+        self._idle_since = time.monotonic()
+        self._running = False  # the loop thread runs and has not been told to stop
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._source: ServedSource | None = None
+        self.state, self.error, self.state_version = "closed", None, 0
+        self.opened = 0  # how many times the source was opened
+        self.frames = 0
+        self.fps = 0.0
+        self._last_frame_at = 0.0
+        self.latest: dict | None = None
+        self._recent: deque[Published] = deque(maxlen=RECENT_RESULTS)
+        self._jpeg: tuple[int, bytes] | None = None
+        self._jpeg_due = 0.0
+
+    # -- clients ----------------------------------------------------------------------------
+
+    @contextmanager
+    def watch(self, kind: str) -> Iterator[None]:
+        """While a client watches the stream or the events, the camera runs."""
+        with self._lock:
+            self._watchers[kind] += 1
+            self._start_locked()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._watchers[kind] -= 1
+                if not any(self._watchers.values()):
+                    self._idle_since = time.monotonic()
+
+    def start(self) -> None:
+        """Start the loop now (`--always-on`)."""
+        with self._lock:
+            self._start_locked()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def newest_number(self) -> int:
+        """The number of the newest result still held (-1: none): where a new client starts."""
+        with self._lock:
+            return self._recent[-1].number if self._recent else -1
+
+    def next_results(
+        self, after: int, state_seen: int, timeout: float
+    ) -> tuple[list[Published], dict | None]:
+        """Results newer than `after` (those still held; the newest if the client fell far
+        behind) and the source's state if it changed since `state_seen`; both empty after
+        `timeout` seconds, or when the hub closes."""
+        with self._lock:
+            self._results.wait_for(
+                lambda: (
+                    self._closing
+                    or (self._recent and self._recent[-1].number > after)
+                    or self.state_version != state_seen
+                ),
+                timeout,
+            )
+            fresh = [p for p in self._recent if p.number > after]
+            state = self._state_locked() if self.state_version != state_seen else None
+            return fresh, state
+
+    def next_jpeg(self, after: int, timeout: float) -> tuple[int, bytes] | None:
+        """The newest annotated JPEG if it is newer than frame `after`, waiting up to `timeout`."""
+        with self._lock:
+            self._jpegs.wait_for(
+                lambda: self._closing or (self._jpeg is not None and self._jpeg[0] > after),
+                timeout,
+            )
+            if self._jpeg is not None and self._jpeg[0] > after:
+                return self._jpeg
+            return None
+
+    def health(self) -> dict:
+        with self._lock:
+            return {
+                "uptime_s": round(time.monotonic() - self.started, 1),
+                "frames": self.frames,
+                "model": self.classifier.name,
+                "source": self._state_locked(),
+                "watchers": dict(self._watchers),
+            }
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the loop, release the camera, wake every waiting client."""
+        with self._lock:
+            self._closing = True
+            self._running = False
+            self._results.notify_all()
+            self._jpegs.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _start_locked(self) -> None:
+        if self._running or self._closing:
+            return
+        self._running = True
+        previous = self._thread  # may still be releasing the camera: the new loop waits
+        self._thread = threading.Thread(
+            target=self._run, args=(previous,), name="capture", daemon=True
+        )
+        self._thread.start()
+
+    def _keep_going(self) -> bool:
+        """Asked before every frame: False once nobody watched for `release_after` seconds."""
+        with self._lock:
+            if self._closing:
+                self._running = False
+            elif not (self.always_on or any(self._watchers.values())):
+                if time.monotonic() - self._idle_since >= self.release_after:
+                    self._running = False
+            return self._running
+
+    def _run(self, previous: threading.Thread | None) -> None:
+        if previous is not None:
+            previous.join()
+        while self._keep_going():
+            self._set_state("opening")
+            try:
+                source = ServedSource(self._open_frames, self._keep_going, self.max_fps)
+            except CameraError as error:
+                self._set_state("error", str(error))
+                self._pause_before_retry()
+                continue
+            with self._lock:
+                self._source, self.opened = source, self.opened + 1
+            self._set_state("running")
+            try:
+                stats = run_live(
+                    source,
+                    self.classifier,
+                    min_confidence=self.min_confidence,
+                    drop_weak=self.drop_weak,
+                    on_frame=self._publish,
+                )
+            finally:
+                source.close()
+                with self._lock:  # nothing stale for the next viewer
+                    self._source, self._jpeg = None, None
+                    self._recent.clear()
+            if stats.error is None:
+                break  # told to stop
+            self._set_state("error", stats.error)
+            self._pause_before_retry()
+        with self._lock:
+            last_error = self.error if self.state == "error" else None
+        self._set_state("closed", last_error)
+
+    def _pause_before_retry(self) -> None:
+        with self._lock:
+            self._results.wait_for(lambda: self._closing, RETRY_AFTER_S)
+
+    def _set_state(self, state: str, error: str | None = None) -> None:
+        with self._lock:
+            self.state, self.error = state, error
+            self.state_version += 1
+            self._results.notify_all()
+
+    def _state_locked(self) -> dict:
+        source = self._source
+        return {
+            "name": source.name if source is not None else None,
+            "state": self.state,
+            "error": self.error,
+            "opened": self.opened,
+            "version": self.state_version,
+        }
+
+    def _publish(self, frame: np.ndarray, index: int, result: FrameResult, ms: float) -> None:
+        """Called by the loop for every frame: the record for all, a JPEG for the viewers."""
+        now = time.perf_counter()
+        if index == 0:
+            self.fps = 0.0
+        else:  # the rate frames are processed at, smoothed like live's banner
+            rate = 1.0 / max(now - self._last_frame_at, 1e-6)
+            self.fps = rate if self.fps == 0.0 else 0.9 * self.fps + 0.1 * rate
+        self._last_frame_at = now
+        record = {
+            "frame": self.frames,
+            **result.to_json(),
+            "latency_ms": round(ms, 3),
+            "time": round(time.time(), 3),
+            "fps": round(self.fps, 2),
+        }
+        source = self._source
+        if source is not None and not source.live:
+            record["video_frame"] = source.position
+        data = json.dumps(record).encode()
+        jpeg = None
+        if self._watchers["stream"] and now >= self._jpeg_due:
+            interval = 1.0 / self.max_fps
+            self._jpeg_due = max(self._jpeg_due + interval, now - interval)
+            jpeg = self._encode(frame, result, ms)
+        with self._lock:
+            self.latest = record
+            self._recent.append(Published(self.frames, data))
+            if jpeg is not None:
+                self._jpeg = (self.frames, jpeg)
+                self._jpegs.notify_all()
+            self.frames += 1
+            self._results.notify_all()
+
+    def _encode(self, frame: np.ndarray, result: FrameResult, ms: float) -> bytes | None:
+        banner = f"{self.classifier.name}  {self.fps:4.1f} FPS  {ms:4.1f} ms  {result.text or '-'}"
+        annotated = draw_results(frame, result, banner)
+        ok, jpeg = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        return jpeg.tobytes() if ok else None
