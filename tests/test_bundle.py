@@ -63,6 +63,7 @@ def test_bundle_holds_what_a_pi_needs_and_nothing_more(built, unpacked, repo_roo
             "requirements-picamera2.txt",
             "install.sh",
             "mnist-edge.service",
+            "mnist-edge-serve.service",
             "README-rpi.md",
         ]
     )

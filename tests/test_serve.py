@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import getpass
 import http.client
 import json
+import os
+import shutil
 import socket
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -379,3 +384,43 @@ def test_source_that_cannot_be_opened_is_a_one_line_error(tmp_path, int8_model):
     assert done.stderr.strip().splitlines() == [
         f"Error: {missing}: no such file (and not a camera index, URL or picamera2)"
     ]
+
+
+# -- the Pi bundle's serving unit -----------------------------------------------------------
+
+
+def test_systemd_serving_unit_verifies_and_serves_with_its_token(tmp_path, video, int8_model):
+    from mnist_edge.export.rpi.package import TEMPLATE_FILES, TEMPLATES
+
+    assert "mnist-edge-serve.service" in TEMPLATE_FILES
+    unit = (TEMPLATES / "mnist-edge-serve.service").read_text().replace("@MODEL@", int8_model.name)
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    command = exec_start.removeprefix("ExecStart=").split()
+    assert command[:2] == ["/home/pi/mnist-edge-rpi/venv/bin/mnist-edge", "serve"]
+    assert "--host 0.0.0.0" in exec_start and "--source picamera2" in exec_start
+    assert "EnvironmentFile=/home/pi/mnist-edge-rpi/serve.env" in unit.splitlines()
+
+    token = "from-the-env-file"
+    (tmp_path / "serve.env").write_text(f"MNIST_EDGE_TOKEN={token}\n")
+    if shutil.which("systemd-analyze"):  # adapted as README-rpi.md says, then verified
+        here = unit.replace("/home/pi/mnist-edge-rpi/venv/bin/mnist-edge", sys.executable)
+        here = here.replace("/home/pi/mnist-edge-rpi", str(tmp_path))
+        here = here.replace("\nUser=pi\n", f"\nUser={getpass.getuser()}\n")
+        (tmp_path / "mnist-edge-serve.service").write_text(here)
+        done = subprocess.run(
+            ["systemd-analyze", "verify", str(tmp_path / "mnist-edge-serve.service")],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0 and "mnist-edge-serve.service:" not in done.stderr, done.stderr
+
+    # Its command, on the test video and a free port, with the token from the environment.
+    args = command[2:]
+    args[args.index("--source") + 1] = str(video)
+    args[args.index("--model") + 1] = str(int8_model)
+    del args[args.index("--port") : args.index("--port") + 2]
+    env = {**os.environ, "MNIST_EDGE_TOKEN": token}
+    with ServeProcess(args, env=env, host="127.0.0.1") as s:
+        assert s.request("GET", "/healthz")[0] == 401
+        assert s.request("GET", f"/healthz?token={token}")[0] == 200
+    assert s.returncode == 0 and "warning: no --token" not in s.stderr

@@ -39,6 +39,7 @@ TEMPLATE_FILES = {
     REQUIREMENTS: 0o644,
     "requirements-picamera2.txt": 0o644,
     "mnist-edge.service": 0o644,
+    "mnist-edge-serve.service": 0o644,
     "README-rpi.md": 0o644,
 }
 # The wheel names the desktop OpenCV; the Pi gets the headless build of the same cv2 module.
