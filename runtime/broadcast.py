@@ -2,10 +2,10 @@
 
 The loop is `run_live`, the same one `live` runs, in a thread of its own. Each processed frame
 is published once: its result as JSON bytes (kept with the last few, for event streams) and,
-at most `max_fps` times a second and only while someone watches the stream, its annotated
-JPEG. Clients pull what is newest when they are ready for it, so ten viewers cost one
-recognition per frame, a slow viewer skips frames instead of building a backlog, and a viewer
-that goes away never stops or slows the loop.
+at most `max_fps` times a second and only while a viewer of the stream is ready for a new
+one, its annotated JPEG. Clients pull what is newest when they are ready for it, so ten
+viewers cost one recognition per frame, a slow viewer skips frames instead of building a
+backlog, and a viewer that goes away never stops or slows the loop.
 
 The camera is opened when the first client starts watching (the stream or the events) and
 released `release_after` seconds after the last one left, unless `always_on`. A camera that
@@ -114,6 +114,7 @@ class CaptureHub:
         self._idle_since = time.monotonic()
         self._running = False  # the loop thread runs and has not been told to stop
         self._closing = False
+        self._closed = threading.Event()
         self._thread: threading.Thread | None = None
         self._source: ServedSource | None = None
         self.state, self.error, self.state_version = "closed", None, 0
@@ -125,6 +126,7 @@ class CaptureHub:
         self._recent: deque[Published] = deque(maxlen=RECENT_RESULTS)
         self._jpeg: tuple[int, bytes] | None = None
         self._jpeg_due = 0.0
+        self._jpeg_waiters = 0  # stream clients ready for their next frame
 
     # -- clients ----------------------------------------------------------------------------
 
@@ -150,6 +152,10 @@ class CaptureHub:
     @property
     def closing(self) -> bool:
         return self._closing
+
+    def pause(self, seconds: float) -> None:
+        """Sleep, but not past close(): for a client that paces its writes."""
+        self._closed.wait(seconds)
 
     def newest_number(self) -> int:
         """The number of the newest result still held (-1: none): where a new client starts."""
@@ -178,10 +184,14 @@ class CaptureHub:
     def next_jpeg(self, after: int, timeout: float) -> tuple[int, bytes] | None:
         """The newest annotated JPEG if it is newer than frame `after`, waiting up to `timeout`."""
         with self._lock:
-            self._jpegs.wait_for(
-                lambda: self._closing or (self._jpeg is not None and self._jpeg[0] > after),
-                timeout,
-            )
+            self._jpeg_waiters += 1
+            try:
+                self._jpegs.wait_for(
+                    lambda: self._closing or (self._jpeg is not None and self._jpeg[0] > after),
+                    timeout,
+                )
+            finally:
+                self._jpeg_waiters -= 1
             if self._jpeg is not None and self._jpeg[0] > after:
                 return self._jpeg
             return None
@@ -200,6 +210,7 @@ class CaptureHub:
         """Stop the loop, release the camera, wake every waiting client."""
         with self._lock:
             self._closing = True
+            self._closed.set()
             self._running = False
             self._results.notify_all()
             self._jpegs.notify_all()
@@ -305,7 +316,9 @@ class CaptureHub:
             record["video_frame"] = source.position
         data = json.dumps(record).encode()
         jpeg = None
-        if self._watchers["stream"] and now >= self._jpeg_due:
+        # Only for a viewer that is ready for it: a viewer still sending the last frame over a
+        # slow network costs no encoding.
+        if self._jpeg_waiters and now >= self._jpeg_due:
             interval = 1.0 / self.max_fps
             self._jpeg_due = max(self._jpeg_due + interval, now - interval)
             jpeg = self._encode(frame, result, ms)

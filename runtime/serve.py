@@ -9,7 +9,7 @@ are served, any other path is 404.
     GET  /              the page (serve_page.html, self-contained)
     GET  /stream.mjpg   annotated frames, multipart/x-mixed-replace JPEG
     GET  /api/latest    the latest frame's result
-    GET  /api/events    Server-Sent Events: one result per processed frame, and state changes
+    GET  /api/events    Server-Sent Events: every processed frame's result, and state changes
     POST /api/predict   an image (the body, or multipart field `image`): predict's JSON record
     GET  /healthz       uptime, frames processed, the source's state
 """
@@ -329,6 +329,9 @@ class ServeHandler(BaseHTTPRequestHandler):
         hub = self.server.hub
         self._start_stream("text/event-stream; charset=utf-8")
         self.wfile.write(b"retry: 2000\n\n")
+        # At most max_fps writes a second, each with every result since the last: a client
+        # woken for each frame of a fast camera costs more than the frame's recognition.
+        gap = min(1.0 / hub.max_fps, 0.25)
         with hub.watch("events"):
             after, state_seen = hub.newest_number() - 1, -1
             while not hub.closing:
@@ -342,6 +345,7 @@ class ServeHandler(BaseHTTPRequestHandler):
                     after = published.number
                 if chunks:
                     self.wfile.write(b"".join(chunks))
+                    hub.pause(gap)
                 elif self._client_gone():
                     return
                 else:
