@@ -90,6 +90,7 @@ class CaptureHub:
         open_frames: Callable[[], FrameSource],
         classifier: DigitClassifier,
         *,
+        name: str = "source",
         min_confidence: float = 0.0,
         drop_weak: bool = False,
         max_fps: float = 15.0,
@@ -99,6 +100,7 @@ class CaptureHub:
     ) -> None:
         self._open_frames = open_frames
         self.classifier = classifier
+        self.name = name  # the source as the user named it
         self.min_confidence = min_confidence
         self.drop_weak = drop_weak
         self.max_fps = max_fps
@@ -243,41 +245,45 @@ class CaptureHub:
     def _run(self, previous: threading.Thread | None) -> None:
         if previous is not None:
             previous.join()
-        while self._keep_going():
-            self._set_state("opening")
-            try:
-                source = ServedSource(self._open_frames, self._keep_going, self.max_fps)
-            except CameraError as error:
-                self._set_state("error", str(error))
-                self._pause_before_retry()
-                continue
+        try:
+            while self._keep_going():
+                error = self._run_once()
+                if error is None:
+                    break  # told to stop
+                self._set_state("error", error)
+                self._closed.wait(RETRY_AFTER_S)  # then again, if someone still watches
+        finally:
             with self._lock:
-                self._source, self.opened = source, self.opened + 1
-            self._set_state("running")
-            try:
-                stats = run_live(
-                    source,
-                    self.classifier,
-                    min_confidence=self.min_confidence,
-                    drop_weak=self.drop_weak,
-                    on_frame=self._publish,
-                )
-            finally:
-                source.close()
-                with self._lock:  # nothing stale for the next viewer
-                    self._source, self._jpeg = None, None
-                    self._recent.clear()
-            if stats.error is None:
-                break  # told to stop
-            self._set_state("error", stats.error)
-            self._pause_before_retry()
-        with self._lock:
-            last_error = self.error if self.state == "error" else None
-        self._set_state("closed", last_error)
+                self._running = self._running and self._thread is not threading.current_thread()
+                last_error = self.error if self.state == "error" else None
+            self._set_state("closed", last_error)
 
-    def _pause_before_retry(self) -> None:
+    def _run_once(self) -> str | None:
+        """Open the source and run the loop until told to stop (None) or it fails (why)."""
+        self._set_state("opening")
+        try:
+            source = ServedSource(self._open_frames, self._keep_going, self.max_fps)
+        except CameraError as error:
+            return str(error)
         with self._lock:
-            self._results.wait_for(lambda: self._closing, RETRY_AFTER_S)
+            self._source, self.opened = source, self.opened + 1
+        self._set_state("running")
+        try:
+            stats = run_live(
+                source,
+                self.classifier,
+                min_confidence=self.min_confidence,
+                drop_weak=self.drop_weak,
+                on_frame=self._publish,
+            )
+            return stats.error
+        except Exception as error:  # a bug or an odd frame must not leave viewers hanging
+            return f"the capture loop failed: {type(error).__name__}: {error}"
+        finally:
+            source.close()
+            with self._lock:  # nothing stale for the next viewer
+                self._source, self._jpeg = None, None
+                self._recent.clear()
 
     def _set_state(self, state: str, error: str | None = None) -> None:
         with self._lock:
@@ -286,9 +292,8 @@ class CaptureHub:
             self._results.notify_all()
 
     def _state_locked(self) -> dict:
-        source = self._source
         return {
-            "name": source.name if source is not None else None,
+            "name": self.name,
             "state": self.state,
             "error": self.error,
             "opened": self.opened,
@@ -318,9 +323,12 @@ class CaptureHub:
         jpeg = None
         # Only for a viewer that is ready for it: a viewer still sending the last frame over a
         # slow network costs no encoding.
-        if self._jpeg_waiters and now >= self._jpeg_due:
-            interval = 1.0 / self.max_fps
-            self._jpeg_due = max(self._jpeg_due + interval, now - interval)
+        interval = 1.0 / self.max_fps
+        # A quarter interval early is on time: a camera at twice --max-fps, its frames a
+        # little irregular, still gets every other frame encoded, not every third. The due
+        # time moves on by whole intervals, so on average it is never more than --max-fps.
+        if self._jpeg_waiters and now >= self._jpeg_due - interval / 4:
+            self._jpeg_due = max(self._jpeg_due + interval, now - interval / 2)
             jpeg = self._encode(frame, result, ms)
         with self._lock:
             self.latest = record

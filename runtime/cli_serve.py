@@ -115,6 +115,7 @@ def serve(
     hub = CaptureHub(
         lambda: open_source(source),
         classifier,
+        name=source,
         min_confidence=min_confidence,
         drop_weak=drop_weak,
         max_fps=max_fps,

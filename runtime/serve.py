@@ -300,7 +300,10 @@ class ServeHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:
         # The query is left out: it may hold the token.
-        line = (format % args).replace(self.path, urlsplit(self.path).path)
+        line = format % args
+        path = getattr(self, "path", "")  # not there for a request line too long to read
+        if path:
+            line = line.replace(path, urlsplit(path).path)
         self.server.log(f"{self.address_string()} {line}")
 
     # -- routes -----------------------------------------------------------------------------

@@ -313,6 +313,38 @@ def test_camera_runs_only_while_watched(served):
     assert health["source"]["state"] == "closed" and health["watchers"]["stream"] == 0
 
 
+def test_stream_keeps_to_max_fps_and_a_lost_source_is_retried(tmp_path, video, int8_model):
+    copy = tmp_path / "clip.mp4"
+    shutil.copy(video, copy)
+    args = ["--source", str(copy), "--model", str(int8_model), "--max-fps", "5"]
+    with ServeProcess(args) as s:
+        connection, response = open_stream(s)
+        read_mjpeg_frames(response, 1)
+        frames0 = s.get_json("/healthz")[1]["frames"]
+        jpegs = len(read_mjpeg_frames(response, 6))
+        frames = s.get_json("/healthz")[1]["frames"] - frames0
+        # 20 frames a second recognized, at most 5 of them encoded and sent (one in flight).
+        assert frames >= (jpegs - 1) * FPS / 5 - 2
+
+        # The video goes away: at its end it cannot be opened again; the viewer is told why,
+        # the server goes on, and the source is tried again until it is back.
+        events_connection, events = open_stream(s, "/api/events")
+        copy.rename(tmp_path / "gone.mp4")
+        for kind, data in iter(lambda: read_events(events, 1)[0], None):
+            if kind == "state" and data["state"] == "error":
+                break
+        assert data["error"] == f"{copy}: no such file (and not a camera index, URL or picamera2)"
+        assert s.get_json("/healthz")[1]["source"]["state"] in ("error", "opening")
+        (tmp_path / "gone.mp4").rename(copy)
+        for kind, _ in iter(lambda: read_events(events, 1)[0], None):
+            if kind == "message":
+                break  # results again
+        assert s.get_json("/healthz")[1]["source"]["state"] == "running"
+        hang_up(events_connection, events)
+        hang_up(connection, response)
+    assert s.returncode == 0
+
+
 # -- safety ---------------------------------------------------------------------------------
 
 
