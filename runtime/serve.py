@@ -23,17 +23,12 @@ import socket
 import sys
 import threading
 import time
-from email.parser import BytesParser
-from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from mnist_edge.runtime.broadcast import CaptureHub
-from mnist_edge.runtime.classifier import DigitClassifier
-from mnist_edge.runtime.digits import recognize
-from mnist_edge.runtime.images import MAX_PIXELS, ImageReadError, decode_image
+from mnist_edge.runtime.uploads import UploadReader, image_from_multipart
 
 MAX_CLIENTS = 32  # connections at once: viewers, event streams, API calls
 CLIENT_TIMEOUT_S = 20.0  # a client that sends or reads nothing for this long is dropped
@@ -51,38 +46,6 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
-
-
-class UploadReader:
-    """`predict` for uploaded bytes: its own interpreter (the loop's is busy), one at a time."""
-
-    def __init__(
-        self,
-        model: Path,
-        threads: int | None,
-        min_confidence: float,
-        drop_weak: bool,
-        max_pixels: int = MAX_PIXELS,
-    ) -> None:
-        self.classifier = DigitClassifier(model, threads=threads)
-        self.min_confidence = min_confidence
-        self.drop_weak = drop_weak
-        self.max_pixels = max_pixels
-        self._lock = threading.Lock()
-
-    def read(self, name: str, data: bytes) -> tuple[int, dict]:
-        """(HTTP status, the record `predict --json` prints for a file of that name)."""
-        if not data:
-            return 400, {"path": name, "error": "the upload is empty"}
-        try:
-            image = decode_image(data, name, self.max_pixels)
-        except ImageReadError as error:
-            return 400, {"path": name, "error": error.reason}
-        with self._lock:
-            result = recognize(
-                image, self.classifier, min_confidence=self.min_confidence, drop_weak=self.drop_weak
-            )
-        return 200, {"path": name, **result.to_json()}
 
 
 class DigitServer(ThreadingHTTPServer):
@@ -163,18 +126,6 @@ def refuse_busy(request: socket.socket) -> None:
         request.sendall(answer.encode())
     except OSError:
         pass
-
-
-def image_from_multipart(content_type: str, body: bytes) -> tuple[str, bytes] | None:
-    """The file name and bytes of form field `image`, or None if the form has no such field."""
-    head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1")
-    message = BytesParser(policy=HTTP).parsebytes(head + body)
-    if not message.is_multipart():
-        return None
-    for part in message.iter_parts():
-        if part.get_param("name", header="content-disposition") == "image":
-            return Path(part.get_filename() or "upload").name, part.get_payload(decode=True) or b""
-    return None
 
 
 class ServeHandler(BaseHTTPRequestHandler):
