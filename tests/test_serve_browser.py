@@ -94,6 +94,16 @@ def chip_digits(browser, box: str) -> list[str]:
     return browser.execute_script(script)
 
 
+def save_page(browser, size: str, path: Path) -> None:
+    if size == "phone":  # the whole page, not only the first screen
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        browser.set_window_size(SIZES[size][0], height + 20)
+    time.sleep(0.3)  # let the newest stream frame paint
+    assert browser.save_screenshot(str(path))
+    assert path.stat().st_size > 10_000
+    browser.set_window_size(*SIZES[size])
+
+
 def stream_width(browser) -> int:
     return browser.execute_script("return document.getElementById('stream').naturalWidth")
 
@@ -139,15 +149,18 @@ def test_page_shows_stream_number_and_an_uploaded_photo(
             str(d["digit"]) for d in expected["digits"]
         ]
         assert browser.find_element(By.ID, "upload-status").text == "photo.jpg"
-
-        if size == "phone":  # the whole page, not only the first screen
-            height = browser.execute_script("return document.documentElement.scrollHeight")
-            browser.set_window_size(SIZES[size][0], height + 20)
-        time.sleep(0.3)  # let the newest stream frame paint
         screenshot = tmp_path / f"serve-{size}.png"
-        assert browser.save_screenshot(str(screenshot))
-        assert screenshot.stat().st_size > 10_000
+        save_page(browser, size, screenshot)
+
+        # A file that is no image: the server's one-line reason, shown as an error.
+        broken = tmp_path / "broken.png"
+        broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+        browser.find_element(By.ID, "photo").send_keys(str(broken))
+        status = browser.find_element(By.ID, "upload-status")
+        wait_until(browser, lambda b: "error" in status.get_attribute("class"), "showed an error")
+        assert status.text.startswith("broken.png: ") and "image" in status.text
         print(f"{size}: first frame {first_frame_s:.2f} s after opening; screenshot {screenshot}")
-        # The page's requests were all answered (nothing blocked, nothing from elsewhere).
-        errors = [entry for entry in browser.get_log("browser") if entry.get("level") == "SEVERE"]
-        assert errors == []
+        # The page's requests were all answered (nothing blocked, nothing from elsewhere)
+        # but the refused upload.
+        errors = [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
+        assert all("api/predict" in e["message"] and "400" in e["message"] for e in errors), errors
