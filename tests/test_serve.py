@@ -128,6 +128,16 @@ def test_stream_yields_annotated_jpeg_frames(served, video):
     assert min(differences) < 12  # a JPEG of that frame with boxes and a banner drawn on it
 
 
+def test_opencv_reads_the_stream_as_a_camera(served):
+    # Parts without Content-Length (see serve.py): OpenCV's MJPEG reader takes them too.
+    done = CliRunner().invoke(
+        main, ["live", "--source", served.url + "stream.mjpg", "--headless", "--json",
+               "--max-frames", "3"],
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert len(done.stdout.splitlines()) == 3
+
+
 def test_events_and_latest_give_the_digits_live_gives(served, live_records):
     connection, response = open_stream(served, "/api/events")
     try:
