@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import signal
 import socket
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from mnist_edge.runtime.broadcast import CaptureHub
 from mnist_edge.runtime.camera import CameraError, open_source
 from mnist_edge.runtime.cli_common import load_classifier, model_options
 from mnist_edge.runtime.images import MAX_PIXELS
+from mnist_edge.runtime.live import signals_held, stop_signals_as_ctrl_c
 from mnist_edge.runtime.serve import MAX_CLIENTS, DigitServer, UploadReader
 
 TOKEN_ENV = "MNIST_EDGE_TOKEN"
@@ -74,6 +74,7 @@ TOKEN_ENV = "MNIST_EDGE_TOKEN"
     show_default=True,
     help="Seconds the camera stays open after the last viewer left.",
 )
+@stop_signals_as_ctrl_c  # systemd's SIGTERM and a closed terminal's SIGHUP end it like Ctrl+C
 def serve(
     source: str,
     model: Path | None,
@@ -103,7 +104,7 @@ def serve(
     GET  /healthz      uptime, frames processed, the source's state
 
     The camera runs only while someone watches the stream or the events (--always-on: all
-    the time); one capture loop feeds every client. Ctrl+C or SIGTERM stops cleanly.
+    the time); one capture loop feeds every client. Ctrl+C, SIGTERM or SIGHUP stops cleanly.
     """
     if token is not None and (not token or any(c.isspace() for c in token)):
         raise click.BadParameter("must be non-empty, without spaces", param_hint="--token")
@@ -143,9 +144,7 @@ def serve(
             f"watch the camera; set --token or ${TOKEN_ENV}",
             err=True,
         )
-    # systemd stops a service with SIGTERM: the same clean way out as Ctrl+C.
     sys.stdout.flush()  # the URLs show at once in a pipe or the journal too
-    signal.signal(signal.SIGTERM, stop_on_signal)
     if always_on:
         hub.start()
     try:
@@ -153,15 +152,11 @@ def serve(
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        hub.close()  # the camera first: it is what another program may be waiting for
-        server.close_connections()
-        server.server_close()
+        with signals_held():  # a second Ctrl+C must not leave the camera open
+            hub.close()  # the camera first: it is what another program may be waiting for
+            server.close_connections()
+            server.server_close()
         click.echo(f"stopped after {hub.frames} frames", err=True)
-
-
-def stop_on_signal(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def is_loopback(host: str) -> bool:
