@@ -67,6 +67,7 @@ def test_train_writes_model_metrics_and_figures(mnist_data_dir, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "test accuracy" in done.stdout
     assert " - accuracy: " in done.stdout and "val_accuracy" in done.stdout  # per-epoch log line
+    assert "85/85 - " in done.stdout  # optimizer steps (2,700 images at batch 32), not calls
     metrics = json.loads((out / "mnist_dense.train.json").read_text())
     for key in (
         "test_accuracy",
@@ -84,6 +85,7 @@ def test_train_writes_model_metrics_and_figures(mnist_data_dir, tmp_path):
     assert len(metrics["history"]) == 1 and "val_accuracy" in metrics["history"][0]
     assert metrics["test_accuracy"] > 0.8
     assert len(metrics["data"]["md5"]) == 4 and "tensorflow" in metrics["versions"]
+    assert metrics["data"]["source"] == f"IDX files in {mnist_data_dir.name}"  # no folder path
     for name in ("mnist_dense.keras", "samples.png", "training_curves.png"):
         assert (out / name).stat().st_size > 1000
         assert (out / name).read_bytes()[:4] in (b"PK\x03\x04", b"\x89PNG")

@@ -8,26 +8,41 @@ time; one XLA call then runs those optimizer steps one after another, each on it
 images gathered inside the call. The maths is the plain recipe's: the same batch size, the
 same number of Adam updates, every training image once per epoch in a fresh order.
 
+With augmentation on, each index chunk also carries its images, distorted afresh
+(`trainer/augment.py`) by tf.data in a background thread while the compiled call trains on
+the previous chunk; the training step then reads them from the chunk instead of gathering
+them. Without it, the graph is exactly the plain one.
+
 The standard Keras "custom train_step" pattern: progress bar, callbacks and validation work
 as usual. Only the wrapped model (`.model`) is saved.
 """
 
 from __future__ import annotations
 
+import hashlib
+
 import keras
 import numpy as np
 import tensorflow as tf
 
+from mnist_edge.trainer.augment import Distortion, distort
 from mnist_edge.trainer.data import scale_pixels
 
 
-def index_chunks(n: int, batch_size: int, chunk: int, seed: int) -> tf.data.Dataset:
+def index_chunks(
+    n: int, batch_size: int, chunk: int, seed: int, pool: np.ndarray | None = None
+) -> tf.data.Dataset:
     """Each epoch: a fresh permutation of range(n), as [chunk, batch_size] index chunks.
+
+    With `pool` (an int array of image indices, some repeated), a fresh permutation of
+    `pool` instead: how extra data drawn several times an epoch is mixed in.
 
     Every chunk has the same shape, padded with -1 (a last batch of 24 images becomes 24
     indices and 8 x -1; a last chunk of 18 batches gets 82 rows of -1), because XLA compiles
     one program per input shape: odd-shaped tail chunks cost a recompilation every epoch.
     """
+    if pool is not None:
+        n = len(pool)
     n_chunks = -(-n // (batch_size * chunk))
 
     def pad_to(length: int):
@@ -38,11 +53,70 @@ def index_chunks(n: int, batch_size: int, chunk: int, seed: int) -> tf.data.Data
 
         return pad
 
-    dataset = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if pool is None:
+        dataset = tf.data.Dataset.range(n)
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices(pool.astype(np.int64))
+    dataset = dataset.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size).map(pad_to(batch_size))
     dataset = dataset.batch(chunk).map(pad_to(chunk))
     dataset = dataset.map(lambda indices: tf.ensure_shape(indices, [chunk, batch_size]))
     return dataset.apply(tf.data.experimental.assert_cardinality(n_chunks)).prefetch(2)
+
+
+def chunk_seed(seed: int, indices: np.ndarray) -> list[int]:
+    """The distortions' seed for one chunk: the run's seed and a digest of the chunk's indices.
+
+    A chunk's indices differ from every other chunk's, in every epoch (a fresh permutation
+    each time), so each image gets a new draw every epoch; and the draw depends on nothing
+    but the seed and the data, never on timing or threads.
+    """
+    digest = hashlib.blake2b(np.ascontiguousarray(indices).tobytes(), digest_size=16).digest()
+    return [seed % 2**32, *np.frombuffer(digest, np.uint32).tolist()]
+
+
+def distorted_chunks(
+    chunks: tf.data.Dataset, images: np.ndarray, seed: int, distortion: Distortion
+) -> tf.data.Dataset:
+    """(indices, their images distorted) for every index chunk; padding rows get black images.
+
+    The distortion runs in NumPy/OpenCV inside tf.data (the prefetch's background thread),
+    overlapping the compiled training call on the chunk before.
+    """
+
+    def draw(indices: np.ndarray) -> np.ndarray:
+        picked = images[np.maximum(indices, 0).ravel()]
+        picked[indices.ravel() < 0] = 0
+        rng = np.random.default_rng(chunk_seed(seed, indices))
+        return distort(picked, rng, distortion).reshape(*indices.shape, *images.shape[1:])
+
+    def with_images(indices):
+        pixels = tf.numpy_function(draw, [indices], tf.uint8, stateful=False)
+        return indices, tf.ensure_shape(pixels, [*indices.shape, *images.shape[1:]])
+
+    return chunks.map(with_images).prefetch(2)
+
+
+class OptimizerStepProgbar(keras.callbacks.ProgbarLogger):
+    """Keras's own progress bar, counting optimizer steps (1,719 an epoch at batch 32)
+    rather than the compiled calls that run them (18)."""
+
+    def __init__(self, steps_per_epoch: int):
+        super().__init__()
+        self.steps_per_epoch = steps_per_epoch
+        self.first_step = 0
+
+    def set_params(self, params: dict) -> None:
+        super().set_params(params)
+        self.target = self.steps_per_epoch
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.first_step = int(self.model.optimizer.iterations.numpy())
+        super().on_epoch_begin(epoch, logs)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        steps_done = int(self.model.optimizer.iterations.numpy()) - self.first_step
+        super().on_train_batch_end(steps_done - 1, logs)  # the bar counts batch + 1
 
 
 def count_hits(probabilities, labels):
@@ -52,7 +126,8 @@ def count_hits(probabilities, labels):
 
 
 class ChunkedTrainer(keras.Model):
-    """Trains `model` on (x, y) held in memory; `fit` takes `index_chunks(...)` as input.
+    """Trains `model` on (x, y) held in memory; `fit` takes `index_chunks(...)` as input,
+    or with `augmented`, `distorted_chunks(...)` (the chunks carry their images).
 
     `x` are the raw uint8 images: each gathered batch is scaled to [0, 1] inside the call
     by looking its grey levels up in `scale_pixels(0..255)`, so the values are the data
@@ -60,14 +135,16 @@ class ChunkedTrainer(keras.Model):
     differs in the last bit), while the 55,000 images stay 43 MB instead of 172 MB.
     """
 
-    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray):
+    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray, augmented: bool = False):
         super().__init__()
         if x.dtype != np.uint8:
             raise TypeError(f"ChunkedTrainer takes uint8 images, got {x.dtype}")
         self.model = model
+        self.augmented = augmented
         # Non-trainable tf.Variables: read inside the XLA call without being copied into the
         # graph as constants.
-        self.images = tf.Variable(x, trainable=False, name="train_images")
+        if not augmented:
+            self.images = tf.Variable(x, trainable=False, name="train_images")
         self.labels = tf.Variable(y.astype(np.int32), trainable=False, name="train_labels")
         self.grey_levels = tf.constant(scale_pixels(np.arange(256, dtype=np.uint8)))
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -86,14 +163,18 @@ class ChunkedTrainer(keras.Model):
         self.accuracy_tracker.update_state(correct / count, sample_weight=count)
         return {m.name: m.result() for m in self.metrics}
 
-    def train_step(self, chunk_indices):
+    def train_step(self, data):
+        chunk_indices, chunk_images = data if self.augmented else (data, None)
         # Rows that hold at least one real index are real batches; -1 marks padding.
         steps = keras.ops.sum(keras.ops.cast(chunk_indices[:, 0] >= 0, "int32"))
 
         def one_step(i, loss_sum, correct, count):
             indices = chunk_indices[i]
             real = keras.ops.cast(indices >= 0, "float32")
-            pixels = tf.gather(self.images, keras.ops.maximum(indices, 0))
+            if chunk_images is None:
+                pixels = tf.gather(self.images, keras.ops.maximum(indices, 0))
+            else:
+                pixels = chunk_images[i]
             x = tf.gather(self.grey_levels, keras.ops.cast(pixels, "int32"))
             y = tf.gather(self.labels, keras.ops.maximum(indices, 0))
             with tf.GradientTape() as tape:

@@ -17,6 +17,7 @@ from mnist_edge.trainer.tensorflow_setup import (
     check_training_extra,
     import_tensorflow,
 )
+from mnist_edge.trainer.train import DEFAULT_EXTRA_HOLDOUT, DEFAULT_EXTRA_WEIGHT
 
 
 def tensorflow_or_exit(job: str, check_only: bool = False) -> None:
@@ -98,6 +99,34 @@ def load_data_or_exit(data_dir: Path | None, allow_custom: bool):
     default=None,
     help="Train on the first N training images only (quick runs).",
 )
+@click.option(
+    "--augment/--no-augment",
+    default=True,
+    show_default=True,
+    help="Distort every training image afresh each epoch (rotation, slant, size, position, "
+    "pen width); --no-augment trains on the images as they are.",
+)
+@click.option(
+    "--extra-data",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Your own labelled digits, DIR/0 ... DIR/9 (PNG/JPEG, any size), mixed into training.",
+)
+@click.option(
+    "--extra-weight",
+    type=click.IntRange(min=1),
+    default=DEFAULT_EXTRA_WEIGHT,
+    show_default=True,
+    help="Times each --extra-data image is drawn per epoch (MNIST images: once).",
+)
+@click.option(
+    "--extra-holdout",
+    type=click.FloatRange(min=0, max=0.9),
+    default=DEFAULT_EXTRA_HOLDOUT,
+    show_default=True,
+    help="Fraction of each digit's --extra-data images held out of training and reported.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def train(
     data_dir: Path | None,
@@ -107,10 +136,36 @@ def train(
     batch_size: int,
     seed: int,
     limit: int | None,
+    augment: bool,
+    extra_data: Path | None,
+    extra_weight: int,
+    extra_holdout: float,
     quiet: bool,
 ) -> None:
     """Train the 784-128-10 dense network and write models/mnist_dense.keras."""
-    run_train(data_dir, allow_custom_data, out, epochs, batch_size, seed, limit, quiet)
+    run_train(
+        data_dir,
+        allow_custom_data,
+        out,
+        epochs,
+        batch_size,
+        seed,
+        limit,
+        quiet,
+        augment=augment,
+        extra_data=extra_data,
+        extra_weight=extra_weight,
+        extra_holdout=extra_holdout,
+    )
+
+
+def load_digit_folders_or_exit(folder: Path):
+    from mnist_edge.trainer.digit_folders import DigitFolderError, load_digit_folders
+
+    try:
+        return load_digit_folders(folder)
+    except DigitFolderError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def run_train(
@@ -122,25 +177,52 @@ def run_train(
     seed: int = 0,
     limit: int | None = None,
     quiet: bool = False,
+    augment: bool = True,
+    extra_data: Path | None = None,
+    extra_weight: int = DEFAULT_EXTRA_WEIGHT,
+    extra_holdout: float = DEFAULT_EXTRA_HOLDOUT,
 ) -> dict:
     """The `train` command's body; `mnist-edge all` calls it too."""
     started = time.perf_counter()
     tensorflow_or_exit("training", check_only=True)  # before anything else can fail
+    extra = load_digit_folders_or_exit(extra_data) if extra_data is not None else None
     with locked_output(out, "train"):
         data = load_data_or_exit(data_dir, allow_custom_data)
         if not quiet:
             click.echo(f"MNIST: {data.source} ({len(data.x_train)} train, {len(data.x_test)} test)")
+            if extra is not None:
+                counts = " ".join(str(c) for c in extra.counts)
+                click.echo(
+                    f"extra data: {extra_data} ({len(extra.labels)} images; digits 0-9: {counts})"
+                )
         tensorflow_or_exit("training")
 
+        from mnist_edge.trainer.augment import DEFAULT_DISTORTION
         from mnist_edge.trainer.train import METRICS_FILENAME, MODEL_FILENAME, train_and_save
 
-        metrics = train_and_save(data, out, epochs, batch_size, seed, quiet, limit)
+        metrics = train_and_save(
+            data,
+            out,
+            epochs,
+            batch_size,
+            seed,
+            quiet,
+            limit,
+            distortion=DEFAULT_DISTORTION if augment else None,
+            extra=extra,
+            extra_weight=extra_weight,
+            extra_holdout=extra_holdout,
+        )
     if not quiet:
         click.echo(
             f"test accuracy {metrics['test_accuracy']:.2%}, loss {metrics['test_loss']:.4f}; "
             f"fit {metrics['train_seconds']:.1f} s, whole command "
             f"{time.perf_counter() - started:.1f} s"
         )
+        held_out = (metrics["extra_data"] or {}).get("holdout_accuracy")
+        if held_out is not None:
+            size = sum(metrics["extra_data"]["holdout_counts"])
+            click.echo(f"extra data held out ({size} images): accuracy {held_out:.2%}")
         click.echo(
             f"wrote {out / MODEL_FILENAME}, {out / METRICS_FILENAME}, "
             f"{out / 'samples.png'}, {out / 'training_curves.png'}"

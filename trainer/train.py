@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from mnist_edge.trainer.atomic import output_set
+from mnist_edge.trainer.augment import DEFAULT_DISTORTION, Distortion
 from mnist_edge.trainer.data import Mnist, scale_pixels
+from mnist_edge.trainer.digit_folders import DigitSet
 
 MODEL_FILENAME = "mnist_dense.keras"
 METRICS_FILENAME = "mnist_dense.train.json"
 VALIDATION_SIZE = 5000  # held out of the training set for curves and recipe choices
+DEFAULT_EXTRA_WEIGHT = 2  # each extra image drawn this many times an epoch (docs/recipe.md)
+DEFAULT_EXTRA_HOLDOUT = 0.2  # of each digit's extra images, held out and reported
 
 
 def split_validation(
@@ -68,6 +74,87 @@ def evaluate(model, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(np.mean(loss)), float(np.mean(probabilities.argmax(axis=1) == y))
 
 
+def without_absolute_paths(text: str) -> str:
+    """`text` with every absolute path cut to its last part ("IDX files in /data/mnist" ->
+    "IDX files in mnist"): committed reports name no folder of the machine that built them."""
+    return re.sub(r"(?<![\w.:/])/(?:[^\s/]+/)*([^\s/]+)/?", r"\1", text)
+
+
+@dataclass
+class FitResult:
+    model: object  # the trained keras.Model
+    history: list[dict[str, float]]  # per epoch: loss, accuracy, val_loss, val_accuracy
+    seconds: float
+    optimizer_steps: int
+
+
+def fit_model(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    epochs: int = 10,
+    batch_size: int = 32,
+    seed: int = 0,
+    distortion: Distortion | None = DEFAULT_DISTORTION,
+    quiet: bool = False,
+    pool: np.ndarray | None = None,
+) -> FitResult:
+    """Fit a fresh 784-128-10 model on uint8 `x_train`, validating on scaled `x_val` each epoch.
+
+    `distortion` None trains on the images as they are (the plain recipe). `pool` lists the
+    image indices of an epoch when some are drawn more than once (extra data).
+    """
+    import tensorflow as tf
+
+    from mnist_edge.trainer.chunked_fit import (
+        ChunkedTrainer,
+        OptimizerStepProgbar,
+        distorted_chunks,
+        index_chunks,
+    )
+    from mnist_edge.trainer.model import STEPS_PER_CALL, build_model, make_optimizer
+
+    seed_everything(seed)
+    model = build_model()
+    steps_per_epoch = -(-(len(x_train) if pool is None else len(pool)) // batch_size)
+    trainer = ChunkedTrainer(model, x_train, y_train, augmented=distortion is not None)
+    trainer.compile(optimizer=make_optimizer(epochs * steps_per_epoch), jit_compile=True)
+    chunks = index_chunks(len(x_train), batch_size, STEPS_PER_CALL, seed, pool)
+    if distortion is not None:
+        chunks = distorted_chunks(chunks, x_train, seed, distortion)
+
+    started = time.perf_counter()
+    history = trainer.fit(
+        chunks,
+        epochs=epochs,
+        # A dataset made once: numpy arrays would be wrapped anew at every epoch's validation.
+        validation_data=tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(1000).cache(),
+        shuffle=False,  # index_chunks already reshuffles every epoch
+        verbose=keras_verbosity(quiet),
+        callbacks=[OptimizerStepProgbar(steps_per_epoch)],
+    )
+    seconds = time.perf_counter() - started
+    per_epoch = [
+        {key: float(values[i]) for key, values in history.history.items()}
+        for i in range(len(history.history["loss"]))
+    ]
+    return FitResult(model, per_epoch, seconds, int(trainer.optimizer.iterations.numpy()))
+
+
+def split_extra(extra: DigitSet, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, held out) of `extra`: per digit, a seeded `fraction` held out (rounded
+    down, so a digit with few images is kept for training whole)."""
+    rng = np.random.default_rng(seed % 2**32)
+    train, held_out = [], []
+    for digit in range(10):
+        mine = rng.permutation(np.flatnonzero(extra.labels == digit))
+        cut = int(fraction * len(mine))
+        held_out.append(mine[:cut])
+        train.append(mine[cut:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(held_out))
+
+
 def train_and_save(
     data: Mnist,
     out_dir: Path,
@@ -76,52 +163,55 @@ def train_and_save(
     seed: int = 0,
     quiet: bool = False,
     limit: int | None = None,
+    distortion: Distortion | None = DEFAULT_DISTORTION,
+    extra: DigitSet | None = None,
+    extra_weight: int = DEFAULT_EXTRA_WEIGHT,
+    extra_holdout: float = DEFAULT_EXTRA_HOLDOUT,
 ) -> dict:
     """Train on the training set (less a validation split), test once, write the artifacts.
 
-    `limit` trains on the first `limit` training images only (tests use it). Returns the
-    metrics that are also written to `mnist_dense.train.json`.
+    `limit` trains on the first `limit` training images only (tests use it). `extra` digits
+    (less a held-out part) join the training set, each drawn `extra_weight` times an epoch.
+    Returns the metrics that are also written to `mnist_dense.train.json`.
     """
-    import tensorflow as tf
-
-    from mnist_edge.trainer.chunked_fit import ChunkedTrainer, index_chunks
     from mnist_edge.trainer.figures import save_sample_grid, save_training_curves
-    from mnist_edge.trainer.model import (
-        PEAK_LEARNING_RATE,
-        STEPS_PER_CALL,
-        build_model,
-        make_optimizer,
-    )
+    from mnist_edge.trainer.model import PEAK_LEARNING_RATE, STEPS_PER_CALL
 
     x_all, y_all = data.x_train[:limit], data.y_train[:limit]
     train_idx, val_idx = split_validation(len(x_all), seed)
     x_train, y_train = x_all[train_idx], y_all[train_idx].astype(np.int32)  # scaled in the step
     x_val, y_val = scale_pixels(x_all[val_idx]), y_all[val_idx].astype(np.int32)
+    pool, extra_report = None, None
+    if extra is not None:
+        extra_train, extra_held_out = split_extra(extra, extra_holdout, seed)
+        n = len(x_train)
+        x_train = np.concatenate([x_train, extra.images[extra_train]])
+        y_train = np.concatenate([y_train, extra.labels[extra_train].astype(np.int32)])
+        repeats = np.tile(np.arange(n, len(x_train)), extra_weight)
+        pool = np.concatenate([np.arange(n), repeats])
 
-    seed_everything(seed)
-    model = build_model()
-    steps_per_epoch = -(-len(x_train) // batch_size)
-    trainer = ChunkedTrainer(model, x_train, y_train)
-    trainer.compile(optimizer=make_optimizer(epochs * steps_per_epoch), jit_compile=True)
-
-    started = time.perf_counter()
-    history = trainer.fit(
-        index_chunks(len(x_train), batch_size, STEPS_PER_CALL, seed),
-        epochs=epochs,
-        # A dataset made once: numpy arrays would be wrapped anew at every epoch's validation.
-        validation_data=tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(1000).cache(),
-        shuffle=False,  # index_chunks already reshuffles every epoch
-        verbose=keras_verbosity(quiet),
+    fit = fit_model(
+        x_train, y_train, x_val, y_val, epochs, batch_size, seed, distortion, quiet, pool
     )
-    train_seconds = time.perf_counter() - started
-    optimizer_steps = int(trainer.optimizer.iterations.numpy())
+    model = fit.model
     # The test set is used once, here, after every choice was made on the validation split.
     test_loss, test_accuracy = evaluate(model, scale_pixels(data.x_test), data.y_test)
+    if extra is not None:
+        held_out = extra.subset(extra_held_out)
+        trained = extra.subset(extra_train)
+        extra_report = {
+            **extra.describe(),
+            "weight": extra_weight,
+            "holdout_fraction": extra_holdout,
+            "train_counts": trained.counts,
+            "holdout_counts": held_out.counts,
+            "holdout_accuracy": (
+                evaluate(model, scale_pixels(held_out.images), held_out.labels)[1]
+                if len(held_out.labels)
+                else None
+            ),
+        }
 
-    per_epoch = [
-        {key: float(values[i]) for key, values in history.history.items()}
-        for i in range(len(history.history["loss"]))
-    ]
     metrics = {
         "model": MODEL_FILENAME,
         "test_accuracy": float(test_accuracy),
@@ -129,16 +219,18 @@ def train_and_save(
         "epochs": epochs,
         "batch_size": batch_size,
         "seed": seed,
-        "train_seconds": round(train_seconds, 3),
+        "train_seconds": round(fit.seconds, 3),
         "train_size": len(x_train),
         "validation_size": len(x_val),
         "test_size": len(data.x_test),
         "optimizer": f"Adam, cosine decay {PEAK_LEARNING_RATE:g} -> 0",
-        "optimizer_steps": optimizer_steps,
+        "optimizer_steps": fit.optimizer_steps,
         "optimizer_steps_per_call": STEPS_PER_CALL,
         "jit_compile": True,
-        "history": per_epoch,
-        "data": {"source": data.source, "md5": data.checksums},
+        "augmentation": None if distortion is None else distortion.describe(),
+        "extra_data": extra_report,
+        "history": fit.history,
+        "data": {"source": without_absolute_paths(data.source), "md5": data.checksums},
         "versions": tool_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -146,5 +238,5 @@ def train_and_save(
         model.save(stage / MODEL_FILENAME)
         (stage / METRICS_FILENAME).write_text(json.dumps(metrics, indent=2) + "\n")
         save_sample_grid(data.x_train[:limit], data.y_train[:limit], stage / "samples.png")
-        save_training_curves(per_epoch, stage / "training_curves.png")
+        save_training_curves(fit.history, stage / "training_curves.png")
     return metrics
