@@ -46,6 +46,36 @@ def parse_variants(text: str) -> list[str]:
     return list(dict.fromkeys(names))  # keep the order, drop repeats
 
 
+eval_dir_option = click.option(
+    "--eval-dir",
+    "eval_dirs",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    metavar="DIR",
+    help="Also measure every model on the labelled digits in DIR/0 ... DIR/9 (any size; "
+    "put into MNIST's layout as the runtime does). Repeatable.",
+)
+
+
+def default_model_path(out: Path) -> Path:
+    """`<out>/mnist_dense.keras` when `train --out` wrote one there, else models/'s."""
+    beside = out / "mnist_dense.keras"
+    return beside if beside.is_file() else Path("models/mnist_dense.keras")
+
+
+def load_eval_sets(folders: tuple[Path, ...]) -> list:
+    """Every --eval-dir read before any conversion starts; one-line errors naming the path."""
+    from mnist_edge.trainer.cli import load_digit_folders_or_exit
+
+    sets = [load_digit_folders_or_exit(folder) for folder in folders]
+    seen: dict[str, int] = {}
+    for digits in sets:  # two folders of one name ("a/usps", "b/usps") stay apart in reports
+        seen[digits.name] = seen.get(digits.name, 0) + 1
+        if seen[digits.name] > 1:
+            digits.name = f"{digits.name} ({seen[digits.name]})"
+    return sets
+
+
 def check_model_file(path: Path) -> None:
     if not path.exists():
         raise click.ClickException(
@@ -60,9 +90,9 @@ def check_model_file(path: Path) -> None:
     "--model",
     "model_path",
     type=click.Path(path_type=Path),
-    default=Path("models/mnist_dense.keras"),
-    show_default=True,
-    help="The trained Keras model.",
+    default=None,
+    help="The trained Keras model [default: <--out>/mnist_dense.keras if it exists, else "
+    "models/mnist_dense.keras].",
 )
 @out_option
 @click.option(
@@ -86,16 +116,18 @@ def check_model_file(path: Path) -> None:
     help="The int8 file's input/output tensor type (float32: quantize inside the model).",
 )
 @max_drop_option
+@eval_dir_option
 @data_dir_option
 @allow_custom_option
 @quiet_option
 def export(
-    model_path: Path,
+    model_path: Path | None,
     out: Path,
     variants: str,
     calibration_samples: int,
     int8_io: str,
     max_drop: float | None,
+    eval_dirs: tuple[Path, ...],
     data_dir: Path | None,
     allow_custom_data: bool,
     quiet: bool,
@@ -106,7 +138,7 @@ def export(
     report.json, report.md and report.html, into --out.
     """
     run_export_command(
-        model_path,
+        model_path or default_model_path(out),
         out,
         variants,
         calibration_samples,
@@ -115,6 +147,7 @@ def export(
         data_dir,
         allow_custom_data,
         quiet,
+        eval_dirs,
     )
 
 
@@ -128,6 +161,7 @@ def run_export_command(
     data_dir: Path | None = None,
     allow_custom_data: bool = False,
     quiet: bool = False,
+    eval_dirs: tuple[Path, ...] = (),
 ) -> dict:
     """The `export` command's body (`all` calls it too): check inputs cheaply, then run."""
     names = parse_variants(variants)
@@ -140,25 +174,30 @@ def run_export_command(
         raise click.ClickException("--max-drop compares int8 with float32: export both variants")
     tensorflow_or_exit("export", check_only=True)
     check_model_file(model_path)
+    eval_sets = load_eval_sets(eval_dirs)
     with locked_output(out, "export"):
         data = load_data_or_exit(data_dir, allow_custom_data)
 
         tensorflow_or_exit("export")
         from mnist_edge.export.pipeline import ExportOptions, run_export
-        from mnist_edge.export.report import terminal_table
+        from mnist_edge.export.report import terminal_tables
         from mnist_edge.export.variants import ExportError
 
         options = ExportOptions(
-            model_path, out, names, calibration_samples, int8_io, max_drop, quiet
+            model_path, out, names, calibration_samples, int8_io, max_drop, quiet, eval_sets
         )
+        if not quiet:
+            click.echo(f"model: {model_path}")
         try:
             report = run_export(options, data)
         except ExportError as error:
             raise click.ClickException(str(error)) from None
 
-    click.echo("\n" + terminal_table(report))
+    click.echo("\n" + terminal_tables(report))
+    files = "1 .tflite file" if len(names) == 1 else f"{len(names)} .tflite files"
+    cards = "its model card" if len(names) == 1 else "model cards"
     click.echo(
-        f"\nwrote {len(names)} .tflite files with model cards and report.json/.md/.html "
+        f"\nexported {model_path}: wrote {files} with {cards} and report.json/.md/.html "
         f"into {out} in {report['export_seconds']:.1f} s"
     )
     drop = report["int8_drop_pp"]
@@ -175,18 +214,21 @@ def run_export_command(
 @allow_custom_option
 @out_option
 @max_drop_option
+@eval_dir_option
 @quiet_option
 def run_all(
     data_dir: Path | None,
     allow_custom_data: bool,
     out: Path,
     max_drop: float | None,
+    eval_dirs: tuple[Path, ...],
     quiet: bool,
 ) -> None:
     """The main job: train -> export -> report, with the default settings, into --out."""
     from mnist_edge.trainer.cli import run_train
     from mnist_edge.trainer.train import MODEL_FILENAME
 
+    load_eval_sets(eval_dirs)  # a bad --eval-dir stops before training, not after it
     with locked_output(out, "all"):  # held from train to the end of export
         run_train(data_dir, allow_custom_data, out, quiet=quiet)
         run_export_command(
@@ -196,4 +238,5 @@ def run_all(
             data_dir=data_dir,
             allow_custom_data=allow_custom_data,
             quiet=quiet,
+            eval_dirs=eval_dirs,
         )

@@ -18,7 +18,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -45,6 +45,8 @@ from mnist_edge.export.variants import (
 from mnist_edge.runtime.classifier import sha256_of
 from mnist_edge.trainer.atomic import output_set
 from mnist_edge.trainer.data import Mnist, scale_pixels
+from mnist_edge.trainer.digit_folders import DigitSet
+from mnist_edge.trainer.train import without_absolute_paths
 
 CARD_VERSION = 1
 CALIBRATION_SEED = 0
@@ -67,6 +69,15 @@ class ExportOptions:
     int8_io: str = "int8"
     max_drop: float | None = None
     quiet: bool = False
+    eval_sets: list[DigitSet] = field(default_factory=list)  # --eval-dir, in MNIST layout
+
+
+def shown_path(path: Path, out: Path) -> str:
+    """A path as reports show it: relative to `out` when inside it, else its file name."""
+    try:
+        return path.resolve().relative_to(out.resolve()).as_posix()
+    except ValueError:
+        return path.name
 
 
 def tflite_filename(variant: str) -> str:
@@ -208,6 +219,9 @@ def run_export(options: ExportOptions, data: Mnist) -> dict:
                 click.echo(f"{variant}: converted and checked ({VARIANTS[variant].description})")
         rows, results = evaluate_all(model, options, staging, data.x_test, data.y_test)
         report = build_report(options, data, rows, results)
+        report["eval_sets"] = [
+            evaluate_set(model, options.variants, staging, digits) for digits in options.eval_sets
+        ]
         figures = report_files.figures(
             report, data.x_test, data.y_test, {n: r.probabilities for n, r in results.items()}
         )
@@ -236,7 +250,7 @@ def evaluate_all(
     rows = [
         {
             "name": "keras",
-            "path": str(options.model_path),
+            "path": shown_path(options.model_path, options.out),
             "size_bytes": options.model_path.stat().st_size,
             "sha256": sha256_of(options.model_path),
             **metrics(keras_result, y_test, keras_result),
@@ -252,7 +266,7 @@ def evaluate_all(
         rows.append(
             {
                 "name": variant,
-                "path": str(options.out / staged.name),
+                "path": staged.name,
                 "size_bytes": card["size_bytes"],
                 "sha256": card["sha256"],
                 "input_dtype": card["input"]["dtype"],
@@ -276,7 +290,7 @@ def build_report(options: ExportOptions, data: Mnist, rows: list[dict], results:
     return {
         "report_version": 1,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "source_model": str(options.model_path),
+        "source_model": shown_path(options.model_path, options.out),
         "models": rows,
         "int8_drop_pp": report_files.int8_drop_pp(rows),
         "int8_disagreements_with_float32": len(disagreements) if both else None,
@@ -294,13 +308,41 @@ def build_report(options: ExportOptions, data: Mnist, rows: list[dict], results:
             "throughput_passes": THROUGHPUT_PASSES,
         },
         "data": {
-            "source": data.source,
+            "source": without_absolute_paths(data.source),
             "md5": data.checksums,
             "test_size": len(data.y_test),
             "train_size": len(data.y_train),
         },
         "versions": tool_versions(backend),
     }
+
+
+def evaluate_set(model, variants: list[str], staging: Path, digits: DigitSet) -> dict:
+    """Accuracy of Keras and every staged file on one --eval-dir set, and each one's top-1
+    agreement with float32 (and int8's drop from it)."""
+    from mnist_edge.runtime.classifier import DigitClassifier
+
+    predictions = {"keras": keras_predict_fn(model)(scale_pixels(digits.images)).argmax(axis=1)}
+    for variant in variants:
+        classifier = DigitClassifier(staging / tflite_filename(variant))
+        predictions[variant] = np.concatenate(
+            [
+                classifier.predict(digits.images[i : i + EVAL_CHUNK]).argmax(axis=1)
+                for i in range(0, len(digits.images), EVAL_CHUNK)
+            ]
+        )
+    rows = []
+    for name, predicted in predictions.items():
+        hits = predicted == digits.labels
+        per_class = [
+            float(hits[digits.labels == d].mean()) if c else None
+            for d, c in enumerate(digits.counts)
+        ]
+        row = {"name": name, "accuracy": float(hits.mean()), "per_class_accuracy": per_class}
+        if "float32" in predictions:
+            row["agreement_with_float32"] = float(np.mean(predicted == predictions["float32"]))
+        rows.append(row)
+    return {**digits.describe(), "models": rows, "int8_drop_pp": report_files.int8_drop_pp(rows)}
 
 
 def compare_with_float32(rows: list[dict], results: dict) -> None:

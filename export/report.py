@@ -63,13 +63,51 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def terminal_table(report: dict) -> str:
-    """A fixed-width table for the end of `mnist-edge export`."""
-    header, rows = table_rows(report["models"])
+# The terminal gets the comparison as two tables, each well inside 100 columns.
+TERMINAL_TABLES = (
+    ("MNIST test set", ["model", "accuracy", "drop vs f32 (pp)", "agree Keras", "agree f32",
+                        "mean abs Δp", "max abs Δp"]),
+    ("size and speed", ["model", "size KB", "size vs f32", "latency µs (b=1)", "images/s"]),
+)  # fmt: skip
+
+
+def fixed_width(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     line = "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))
     body = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join([line, "-" * len(line), *body])
+
+
+def terminal_tables(report: dict) -> str:
+    """The end of `mnist-edge export`: the comparison, and each --eval-dir set."""
+    header, rows = table_rows(report["models"])
+    parts = []
+    for title, columns in TERMINAL_TABLES:
+        keep = [header.index(c) for c in columns]
+        parts.append(f"{title}:\n" + fixed_width(columns, [[r[i] for i in keep] for r in rows]))
+    for eval_set in report.get("eval_sets", []):
+        parts.append(f"{eval_set_title(eval_set)}:\n" + fixed_width(*eval_set_table(eval_set)))
+    return "\n\n".join(parts)
+
+
+def eval_set_title(eval_set: dict) -> str:
+    return f"--eval-dir {eval_set['name']} ({eval_set['images']:,} images)"
+
+
+def eval_set_table(eval_set: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["model", "accuracy", "drop vs f32 (pp)", "agree f32"]
+    models = eval_set["models"]
+    f32 = next((m["accuracy"] for m in models if m["name"] == "float32"), None)
+    rows = [
+        [
+            m["name"],
+            f"{m['accuracy']:.2%}",
+            "–" if f32 is None else f"{(f32 - m['accuracy']) * 100:+.2f}",
+            _percent(m.get("agreement_with_float32"), 2),
+        ]
+        for m in models
+    ]
+    return header, rows
 
 
 def per_class_table(models: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -96,7 +134,32 @@ def summary_lines(report: dict) -> list[str]:
             f"int8 vs float32: {report['int8_drop_pp']:+.2f} pp accuracy, "
             f"{report['int8_disagreements_with_float32']} disagreements on the test set."
         )
+    for eval_set in report.get("eval_sets", []):
+        by_name = {m["name"]: m for m in eval_set["models"]}
+        if eval_set["int8_drop_pp"] is not None:
+            lines.append(
+                f"{eval_set['name']} ({eval_set['images']:,} images): int8 vs float32 "
+                f"{eval_set['int8_drop_pp']:+.2f} pp accuracy, top-1 agreement "
+                f"{by_name['int8']['agreement_with_float32']:.2%}."
+            )
     return lines
+
+
+def eval_sets_markdown(report: dict) -> list[str]:
+    if not report.get("eval_sets"):
+        return []
+    parts = ["## Other data sets (`--eval-dir`)", ""]
+    for eval_set in report["eval_sets"]:
+        counts = " ".join(str(c) for c in eval_set["counts"])
+        parts += [
+            f"### {eval_set_title(eval_set)}",
+            "",
+            f"Digits 0-9: {counts}; files sha256 `{eval_set['files_sha256'][:16]}…`.",
+            "",
+            markdown_table(*eval_set_table(eval_set)),
+            "",
+        ]
+    return parts
 
 
 def write_markdown(report: dict, path: Path) -> None:
@@ -118,6 +181,7 @@ def write_markdown(report: dict, path: Path) -> None:
         "",
         markdown_table(*per_class_table(report["models"])),
         "",
+        *eval_sets_markdown(report),
         "## Versions and data",
         "",
         *(f"- {k}: {v}" for k, v in report["versions"].items()),
@@ -267,6 +331,13 @@ def write_html(report: dict, figures: dict, path: Path) -> None:
         "<h2>Per-class accuracy</h2>",
         html_table(*per_class_table(report["models"])),
     ]
+    for eval_set in report.get("eval_sets", []):
+        counts = " ".join(str(c) for c in eval_set["counts"])
+        parts += [
+            f"<h2>{html.escape(eval_set_title(eval_set))}</h2>",
+            f"<p>Digits 0-9: {counts}; files sha256 <code>{eval_set['files_sha256']}</code>.</p>",
+            html_table(*eval_set_table(eval_set)),
+        ]
     if "confusion" in figures:
         parts += [
             f"<h2>Confusion matrices: {a}, {b} and the difference</h2>",

@@ -31,12 +31,25 @@ def run_export(*args: str):
     return CliRunner().invoke(export, [*args, "--quiet"], catch_exceptions=False)
 
 
+EVAL_IMAGES = 300  # the first test images, written as a digit folder for --eval-dir
+
+
 @pytest.fixture(scope="session")
-def exported(small_keras_model, mnist_data_dir, tmp_path_factory) -> Path:
+def eval_dir(mnist, tmp_path_factory) -> Path:
+    from mnist_edge.trainer.digit_folders import write_digit_folders
+
+    folder = tmp_path_factory.mktemp("eval") / "first300"
+    write_digit_folders(mnist.x_test[:EVAL_IMAGES], mnist.y_test[:EVAL_IMAGES], folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def exported(small_keras_model, mnist_data_dir, eval_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("exported")
     result = run_export(
-        "--model", str(small_keras_model), "--out", str(out), "--data-dir", str(mnist_data_dir)
-    )
+        "--model", str(small_keras_model), "--out", str(out), "--data-dir", str(mnist_data_dir),
+        "--eval-dir", str(eval_dir),
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     return out
 
@@ -163,7 +176,10 @@ def test_report_json_is_complete_and_consistent(exported, report, test_set):
         assert np.allclose(model["per_class_accuracy"], matrix.diagonal() / matrix.sum(axis=1))
         assert 0 <= model["agreement_with_keras"] <= 1
         assert model["latency_us"] > 0 and model["throughput_images_per_s"] > 0
-        assert Path(model["path"]).stat().st_size == model["size_bytes"]
+        if model["name"] != "keras":  # the files by name, relative to --out
+            assert (exported / model["path"]).stat().st_size == model["size_bytes"]
+    assert by_name["keras"]["path"] == "mnist_dense.keras"  # its file name: not in --out
+    assert report["source_model"] == "mnist_dense.keras"
     assert by_name["keras"]["agreement_with_keras"] == 1.0
     drop = (by_name["float32"]["accuracy"] - by_name["int8"]["accuracy"]) * 100
     assert report["int8_drop_pp"] == pytest.approx(drop, abs=1e-3)
@@ -212,7 +228,7 @@ def test_report_pages_are_self_contained(exported, report):
     page = (exported / "report.html").read_text()
     checker = _PageChecker()
     checker.feed(page)
-    assert checker.tables == 2
+    assert checker.tables == 3  # comparison, per class, the --eval-dir set
     assert len(checker.images) == (3 if report["disagreements"] else 2)
     for src in checker.images:
         assert src.startswith("data:image/png;base64,")
@@ -221,6 +237,58 @@ def test_report_pages_are_self_contained(exported, report):
     markdown = (exported / "report.md").read_text()
     for model in report["models"]:
         assert f"| {model['name']} | {model['size_bytes'] / 1024:.1f} |" in markdown
+
+
+def test_eval_dir_measures_every_model_on_that_set(exported, report, eval_dir, test_set):
+    """The --eval-dir folder holds the first 300 test images: each model's accuracy there is
+    its accuracy on those test images, computed here from the files."""
+    x, y = test_set
+    (eval_set,) = report["eval_sets"]
+    assert eval_set["name"] == "first300" and eval_set["images"] == EVAL_IMAGES
+    assert eval_set["counts"] == np.bincount(y[:EVAL_IMAGES], minlength=10).tolist()
+    by_name = {m["name"]: m for m in eval_set["models"]}
+    assert list(by_name) == ["keras", *VARIANTS]
+    predictions = {}
+    for variant in VARIANTS:
+        classifier = DigitClassifier(exported / f"mnist_{variant}.tflite")
+        predictions[variant] = classifier.predict(x[:EVAL_IMAGES]).argmax(axis=1)
+        accuracy = float(np.mean(predictions[variant] == y[:EVAL_IMAGES]))
+        assert by_name[variant]["accuracy"] == pytest.approx(accuracy, abs=1e-9)
+    agreement = float(np.mean(predictions["int8"] == predictions["float32"]))
+    assert by_name["int8"]["agreement_with_float32"] == pytest.approx(agreement, abs=1e-9)
+    drop = (by_name["float32"]["accuracy"] - by_name["int8"]["accuracy"]) * 100
+    assert eval_set["int8_drop_pp"] == pytest.approx(drop, abs=1e-3)
+    markdown = (exported / "report.md").read_text()
+    assert "--eval-dir first300 (300 images)" in markdown
+    assert "first300" in (exported / "report.html").read_text()
+
+
+def test_terminal_summary_fits_100_columns(report):
+    from mnist_edge.export.report import terminal_tables
+
+    text = terminal_tables(report)
+    assert "first300" in text and "images/s" in text
+    assert max(len(line) for line in text.splitlines()) <= 100
+
+
+def test_export_reads_the_model_beside_out_and_names_it(
+    small_keras_model, mnist_data_dir, tmp_path
+):
+    """No --model: <--out>/mnist_dense.keras (there, as `train --out` leaves it)."""
+    import shutil
+
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(small_keras_model, out / "mnist_dense.keras")
+    result = CliRunner().invoke(
+        export, ["--out", str(out), "--data-dir", str(mnist_data_dir), "--variants", "float32"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"model: {out / 'mnist_dense.keras'}" in result.output
+    assert "wrote 1 .tflite file with its model card" in result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["source_model"] == "mnist_dense.keras"  # relative to --out
+    assert report["eval_sets"] == []
 
 
 def amplified_hidden_unit_model(small_keras_model: Path, tmp_path: Path) -> Path:

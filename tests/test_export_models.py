@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import numpy as np
 import pytest
@@ -44,3 +45,30 @@ def test_committed_files_are_the_checked_edge_graphs(models_dir):
         graph = read_graph(models_dir / f"mnist_{variant}.tflite")
         assert minimal_graph_problems(graph) == []
     assert integer_only_problems(read_graph(models_dir / "mnist_int8.tflite"), "int8") == []
+
+
+def test_committed_reports_name_no_folder_of_the_build_machine(models_dir):
+    texts = {p.name: p.read_text() for p in models_dir.glob("*.json")}
+    texts["report.md"] = (models_dir / "report.md").read_text()
+    page = (models_dir / "report.html").read_text()
+    texts["report.html"] = re.sub(r"data:image/png;base64,[^\"]+", "", page)
+    absolute = re.compile(r"(?<![\w.:/])/(?:home|root|tmp|work|Users|usr|var|mnt|opt)/")
+    for name, text in texts.items():
+        assert not absolute.search(text), f"{name}: {absolute.search(text).group(0)}"
+
+
+def test_committed_report_measures_usps_and_matches_the_int8_file(models_dir, repo_root):
+    """The release report carries the USPS development set (--eval-dir); recomputed here."""
+    report = json.loads((models_dir / "report.json").read_text())
+    usps = [s for s in report["eval_sets"] if s["name"].startswith("usps")]
+    assert usps, "models/report.json has no USPS --eval-dir set"
+    entry = {m["name"]: m for m in usps[0]["models"]}
+    path = repo_root.parent / "shared" / "data" / "usps" / "zip.train.gz"
+    if not path.is_file():
+        pytest.skip(f"{path} missing: USPS is not recomputed")
+    from mnist_edge.trainer.usps import usps_in_mnist_layout
+
+    images, labels = usps_in_mnist_layout(path)
+    top1 = DigitClassifier(models_dir / "mnist_int8.tflite").predict(images).argmax(axis=1)
+    assert usps[0]["images"] == len(labels)
+    assert entry["int8"]["accuracy"] == float(np.mean(top1 == labels))
