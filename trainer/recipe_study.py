@@ -32,7 +32,9 @@ from mnist_edge.trainer.data import load_mnist, scale_pixels
 from mnist_edge.trainer.usps import DEFAULT_USPS, usps_in_mnist_layout
 
 DEFAULT_PHOTOS = Path("../shared/data/real_photos")
-BASE = Distortion(rotation_deg=10, shear=0.25, scale=0.12, aspect=0.08, shift_px=1.5, pen=0.5)
+BASE = Distortion(
+    rotation_deg=10, shear=0.25, scale=0.12, aspect=0.08, shift_px=1.5, pen=0.5, elastic_px=0
+)
 OFF = Distortion(0, 0, 0, 0, 0, 0, 0)
 
 
