@@ -6,9 +6,10 @@ The plain script is the seed tutorial (`model.compile(optimizer="adam", ...)`,
 `model.fit(x, y, epochs=10, batch_size=32)`), loading MNIST with our loader (Keras's
 download needs the internet). It runs twice per round: as written (Keras's default
 progress bar) and with `verbose=2` (one line per epoch, as `mnist-edge train` logs off a
-terminal), which is the stricter baseline since it does not pay for a progress bar. The
-three processes alternate, `--repeats` rounds, and medians are reported: the ratios come
-from one run on one machine.
+terminal), which is the stricter baseline since it does not pay for a progress bar.
+`mnist-edge train` runs with its defaults (augmentation on) and with `--no-augment`, to show
+what the distortions cost. The four processes alternate, `--repeats` rounds, and medians are
+reported: the ratios come from one run on one machine.
 """
 
 from __future__ import annotations
@@ -69,10 +70,11 @@ def main(repeats: int, data_dir: Path | None, json_path: Path | None) -> None:
     """Time the plain seed recipe and `mnist-edge train`, alternating, and print ratios."""
     data_dir = data_dir or os.environ.get("MNIST_DATA_DIR")
     plain_variants = {"plain": "", "plain_verbose2": ", verbose=2"}
+    ours_variants = {"mnist_edge": [], "mnist_edge_no_augment": ["--no-augment"]}
     runs = {
-        name: {"process": [], "fit": [], "accuracy": []} for name in (*plain_variants, "mnist_edge")
+        name: {"process": [], "fit": [], "accuracy": []}
+        for name in (*plain_variants, *ours_variants)
     }
-    ours = runs["mnist_edge"]
     with tempfile.TemporaryDirectory() as out:
         for i in range(repeats):
             for name, verbose in plain_variants.items():
@@ -83,14 +85,15 @@ def main(repeats: int, data_dir: Path | None, json_path: Path | None) -> None:
                 runs[name]["fit"].append(fit)
                 runs[name]["accuracy"].append(accuracy)
 
-            command = [sys.executable, "-m", "mnist_edge", "train", "--out", out, "--quiet"]
-            if data_dir:
-                command += ["--data-dir", str(data_dir)]
-            seconds, _ = run_process(command)
-            metrics = json.loads((Path(out) / "mnist_dense.train.json").read_text())
-            ours["process"].append(seconds)
-            ours["fit"].append(metrics["train_seconds"])
-            ours["accuracy"].append(metrics["test_accuracy"])
+            for name, options in ours_variants.items():
+                command = [sys.executable, "-m", "mnist_edge", "train", "--out", out, "--quiet"]
+                if data_dir:
+                    command += ["--data-dir", str(data_dir)]
+                seconds, _ = run_process(command + options)
+                metrics = json.loads((Path(out) / "mnist_dense.train.json").read_text())
+                runs[name]["process"].append(seconds)
+                runs[name]["fit"].append(metrics["train_seconds"])
+                runs[name]["accuracy"].append(metrics["test_accuracy"])
             click.echo(
                 f"round {i + 1}/{repeats}: "
                 + "; ".join(
@@ -102,11 +105,17 @@ def main(repeats: int, data_dir: Path | None, json_path: Path | None) -> None:
 
     median = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in runs.items()}
     ratios = {
-        f"{kind}_ratio_vs_{name}": median["mnist_edge"][kind] / median[name][kind]
+        f"{kind}_ratio{'' if ours == 'mnist_edge' else '_no_augment'}_vs_{name}": (
+            median[ours][kind] / median[name][kind]
+        )
+        for ours in ours_variants
         for name in plain_variants
         for kind in ("fit", "process")
     }
-    click.echo(f"\nmedians of {repeats} rounds  plain (as written)  plain (verbose=2)  mnist-edge")
+    click.echo(
+        f"\nmedians of {repeats} rounds  plain (as written)  plain (verbose=2)  mnist-edge"
+        "  --no-augment"
+    )
     for kind, label in (
         ("fit", "fit (s)"),
         ("process", "whole process (s)"),
@@ -114,11 +123,11 @@ def main(repeats: int, data_dir: Path | None, json_path: Path | None) -> None:
     ):
         click.echo(
             f"{label:24s} {median['plain'][kind]:18.4g} {median['plain_verbose2'][kind]:18.4g}"
-            f" {median['mnist_edge'][kind]:11.4g}"
+            f" {median['mnist_edge'][kind]:11.4g} {median['mnist_edge_no_augment'][kind]:13.4g}"
         )
     for key, value in ratios.items():
         target = 0.25 if key.startswith("fit") else 0.40
-        click.echo(f"{key:36s} {value:5.3f}  (target <= {target})")
+        click.echo(f"{key:47s} {value:5.3f}  (target <= {target})")
     if json_path:
         result = {
             "repeats": repeats,
