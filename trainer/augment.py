@@ -80,7 +80,8 @@ def _per_tile(values: np.ndarray) -> np.ndarray:
     return values.reshape(-1, 1, TILES_PER_ROW, 1).astype(np.float32)
 
 
-# [28, ELASTIC_GRID]: linear interpolation from the coarse grid's points to the 28 pixels.
+CONTROL = np.linspace(0, SIDE - 1, ELASTIC_GRID)  # control points along a side: 0, 9, 18, 27
+# [28, ELASTIC_GRID]: linear interpolation from the control points to the 28 pixels.
 ELASTIC_UP = np.maximum(
     0.0,
     1.0 - np.abs(np.linspace(0, ELASTIC_GRID - 1, SIDE)[:, None] - np.arange(ELASTIC_GRID)[None]),
@@ -131,14 +132,14 @@ def change_pen_width(mosaic: np.ndarray, amount: np.ndarray) -> np.ndarray:
     return cv2.blendLinear(mosaic, target, 1 - weight, weight)
 
 
-def elastic_field(rng: np.random.Generator, rows: int, sigma: float) -> np.ndarray:
-    """[2, rows, 28, TILES_PER_ROW, 28]: per tile, a smooth displacement (x and y) in pixels,
-    random offsets on a coarse grid interpolated bilinearly over the tile."""
-    coarse = rng.normal(0.0, sigma, (2, rows, ELASTIC_GRID, TILES_PER_ROW, ELASTIC_GRID))
+def upsample(coarse: np.ndarray) -> np.ndarray:
+    """[..., rows, G, tiles, G] values at each tile's control points to [..., rows, 28, tiles,
+    28]: bilinear interpolation across each tile, as two small matrix products."""
     up = ELASTIC_UP.astype(np.float32)
-    across = coarse.astype(np.float32) @ up.T  # along each row: [2, rows, G, tiles, 28]
-    flat = across.reshape(2, rows, ELASTIC_GRID, TILES_PER_ROW * SIDE)
-    return (up @ flat).reshape(2, rows, SIDE, TILES_PER_ROW, SIDE)  # and down each column
+    *lead, rows, g, tiles, _ = coarse.shape
+    across = coarse.astype(np.float32) @ up.T  # along each row: [..., rows, G, tiles, 28]
+    down = up @ across.reshape(*lead, rows, g, tiles * SIDE)  # and down each column
+    return down.reshape(*lead, rows, SIDE, tiles, SIDE)
 
 
 def distort(images: np.ndarray, rng: np.random.Generator, d: Distortion) -> np.ndarray:
@@ -158,23 +159,26 @@ def distort(images: np.ndarray, rng: np.random.Generator, d: Distortion) -> np.n
     pen = rng.uniform(-d.pen, d.pen, padded)
     inverse = np.linalg.inv(affine_matrices(padded, rng, d))
     shift = rng.uniform(-d.shift_px, d.shift_px, (padded, 2))
+    offsets = rng.normal(0.0, d.elastic_px, (2, rows, ELASTIC_GRID, TILES_PER_ROW, ELASTIC_GRID))
     if d.pen > 0:
         mosaic = change_pen_width(mosaic, pen)
 
-    # Output pixel p samples the source at q = A^-1 (p - pivot - shift) + pivot: per tile, a
-    # term along the row plus one along the column ([rows, 1, tiles, 28] + [rows, 28, tiles, 1]).
-    # Clipped to the tile, what falls outside it takes the tile's border pixels (black in
-    # MNIST), never a neighbour's; then moved to the tile's place in the mosaic.
-    grid = np.arange(SIDE, dtype=np.float32) - PIVOT
+    # Output pixel p samples the source at q = A^-1 (p - pivot - shift) + pivot, plus the
+    # elastic offset. Both are bilinear over the tile (the affine part is linear), so q is
+    # computed at the 4x4 control points and interpolated from there: exact, and far cheaper
+    # than per pixel. Clipped to the tile, what falls outside it takes the tile's border pixels
+    # (black in MNIST), never a neighbour's; then moved to the tile's place in the mosaic.
+    control = (CONTROL - PIVOT).astype(np.float32)
     centre = PIVOT - np.einsum("nij,nj->ni", inverse, shift)
-    field = elastic_field(rng, rows, d.elastic_px) if d.elastic_px > 0 else (0.0, 0.0)
-    maps = []
-    for k, origin in enumerate(tile_origins(rows)):  # k = 0: source column (x), 1: row (y)
-        along_row = _per_tile(inverse[:, k, 0]) * grid[None, None, None, :]
-        along_row += _per_tile(centre[:, k])
-        source = along_row + _per_tile(inverse[:, k, 1]) * grid[None, :, None, None]
-        source += field[k]
-        np.clip(source, 0, SIDE - 1, out=source)
-        maps.append(cv2.add(source.reshape(mosaic.shape), origin))
+    coarse = offsets.astype(np.float32)  # [2 (x, y), rows, G, tiles, G]
+    for k in (0, 1):
+        coarse[k] += _per_tile(inverse[:, k, 0]) * control[None, None, None, :]
+        coarse[k] += _per_tile(inverse[:, k, 1]) * control[None, :, None, None]
+        coarse[k] += _per_tile(centre[:, k])
+    sources = upsample(coarse)
+    np.clip(sources, 0, SIDE - 1, out=sources)
+    maps = [source.reshape(mosaic.shape) for source in sources]
+    for source, origin in zip(maps, tile_origins(rows), strict=True):
+        cv2.add(source, origin, dst=source)
     warped = cv2.remap(mosaic, maps[0], maps[1], cv2.INTER_LINEAR)
     return _untile(warped, n)
