@@ -100,13 +100,16 @@ def save_accuracy_figure(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(dict.fromkeys(r["run"] for r in results))
-    fig, axes = plt.subplots(1, 2, figsize=(12, 0.42 * len(names) + 1.5), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 0.42 * len(names) + 1.5), sharey=True)
     for ax, key, title in (
         (axes[0], "validation", "MNIST validation split (5,000)"),
         (axes[1], "usps", "USPS training split (7,291), MNIST layout"),
+        (axes[2], "photos", "real-photo crops (262; noisy)"),
     ):
         for i, name in enumerate(names):
-            values = [100 * r[key] for r in results if r["run"] == name]
+            values = [100 * r[key] for r in results if r["run"] == name and r[key] is not None]
+            if not values:
+                continue
             ax.plot(values, [i] * len(values), "o", color="C0" if name != "plain" else "C3")
             ax.plot([np.mean(values)], [i], "|", color="k", markersize=14)
         ax.set_title(title)
@@ -134,13 +137,74 @@ def save_distortion_sheet(images: np.ndarray, d: Distortion, path: Path, copies:
     cv2.imwrite(str(path), cv2.resize(sheet, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST))
 
 
+def extra_weight_study(
+    data,
+    x_usps: np.ndarray,
+    y_usps: np.ndarray,
+    sizes: list[int],
+    weights: list[int],
+    seeds: list[int],
+) -> list[dict]:
+    """USPS as a user's own digits: `size` of them (stratified) mixed in with each weight,
+    measured on MNIST's validation split and on the USPS digits left out."""
+    from mnist_edge.trainer.digit_folders import DigitSet
+    from mnist_edge.trainer.train import fit_model, mix_in, split_extra, split_validation
+
+    usps = DigitSet(x_usps, y_usps, [], "usps", "")
+    rows = []
+    for seed in seeds:
+        train_idx, val_idx = split_validation(len(data.x_train), seed)
+        x_val, y_val = data.x_train[val_idx], data.y_train[val_idx]
+        for size in sizes:
+            _, picked = split_extra(usps, min(size / len(y_usps), 1.0), seed)
+            rest = np.setdiff1d(np.arange(len(y_usps)), picked)
+            for weight in weights:
+                x, y, pool = mix_in(
+                    data.x_train[train_idx], data.y_train[train_idx].astype(np.int32),
+                    x_usps[picked], y_usps[picked], weight,
+                )  # fmt: skip
+                fit = fit_model(
+                    x, y, scale_pixels(x_val), y_val.astype(np.int32), seed=seed, quiet=True,
+                    pool=pool,
+                )  # fmt: skip
+                row = {
+                    "seed": seed,
+                    "extra_images": len(picked),
+                    "weight": weight,
+                    "validation": accuracy(fit.model, x_val, y_val),
+                    "usps_left_out": accuracy(fit.model, x_usps[rest], y_usps[rest]),
+                    "usps_left_out_size": len(rest),
+                    "fit_seconds": round(fit.seconds, 2),
+                }
+                rows.append(row)
+                click.echo(
+                    f"seed {seed}: USPS extra {len(picked):5d} x{weight}  validation "
+                    f"{row['validation']:.2%}  USPS left out ({len(rest)}) "
+                    f"{row['usps_left_out']:.2%}"
+                )
+    return rows
+
+
 @click.command()
-@click.option("--runs", default=",".join(RUNS), help="Comma-separated names from RUNS.")
+@click.option("--runs", default=",".join(RUNS), help="Comma-separated names from RUNS, or none.")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--usps", "usps_path", type=click.Path(path_type=Path), default=DEFAULT_USPS)
 @click.option("--photos", type=click.Path(path_type=Path), default=DEFAULT_PHOTOS)
+@click.option(
+    "--extra-sizes",
+    default="",
+    help="Also: USPS digits (counts, comma-separated) as --extra-data, with each of "
+    "--extra-weights; measured on MNIST validation and the USPS digits left out.",
+)
+@click.option("--extra-weights", default="1,2,4", show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--include",
+    type=click.Path(path_type=Path, dir_okay=False),
+    multiple=True,
+    help="Results of earlier runs (their --json) to add to this JSON and the figures.",
+)
 @click.option("--figures", type=click.Path(path_type=Path, file_okay=False), default=None)
 def main(
     runs: str,
@@ -148,13 +212,18 @@ def main(
     data_dir: Path | None,
     usps_path: Path,
     photos: Path,
+    extra_sizes: str,
+    extra_weights: str,
     json_path: Path | None,
+    include: tuple[Path, ...],
     figures: Path | None,
 ) -> None:
     """Train with each candidate distortion; report validation, USPS and photo accuracy."""
     from mnist_edge.trainer.train import fit_model, split_validation
 
     names = [n.strip() for n in runs.split(",") if n.strip()]
+    if runs == "none":
+        names = []
     unknown = [n for n in names if n not in RUNS]
     if unknown:
         raise click.ClickException(f"--runs: unknown {', '.join(unknown)}; see RUNS")
@@ -196,12 +265,26 @@ def main(
                 f"{name:32s} seed {seed}  validation {row['validation']:.2%}  "
                 f"USPS {row['usps']:.2%}  photos {photos_text}  fit {row['fit_seconds']:.1f} s"
             )
+    extra_rows = []
+    if extra_sizes:
+        sizes = [int(s) for s in extra_sizes.split(",")]
+        weights = [int(w) for w in extra_weights.split(",")]
+        extra_rows = extra_weight_study(
+            data, x_usps, y_usps, sizes, weights, [int(s) for s in seeds.split(",")]
+        )
+    earlier_results, earlier_extra = [], []
+    for earlier in include:  # in the order given, before this run's
+        previous = json.loads(earlier.read_text())
+        earlier_results += previous["results"]
+        earlier_extra += previous.get("extra_data", [])
+    results, extra_rows = earlier_results + results, earlier_extra + extra_rows
     if json_path:
         summary = {
             "recipe": "784-128-10, 10 epochs, batch 32, Adam cosine 3e-3",
             "usps_size": len(y_usps),
             "photo_crops": None if photo_set is None else len(photo_set[1]),
             "results": results,
+            "extra_data": extra_rows,
             "created": time.strftime("%Y-%m-%d"),
         }
         json_path.write_text(json.dumps(summary, indent=2) + "\n")

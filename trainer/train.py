@@ -21,7 +21,7 @@ from mnist_edge.trainer.digit_folders import DigitSet
 MODEL_FILENAME = "mnist_dense.keras"
 METRICS_FILENAME = "mnist_dense.train.json"
 VALIDATION_SIZE = 5000  # held out of the training set for curves and recipe choices
-DEFAULT_EXTRA_WEIGHT = 2  # each extra image drawn this many times an epoch (docs/recipe.md)
+DEFAULT_EXTRA_WEIGHT = 4  # each extra image drawn this many times an epoch (docs/recipe.md)
 DEFAULT_EXTRA_HOLDOUT = 0.2  # of each digit's extra images, held out and reported
 
 
@@ -155,6 +155,18 @@ def split_extra(extra: DigitSet, fraction: float, seed: int) -> tuple[np.ndarray
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(held_out))
 
 
+def mix_in(
+    x_train: np.ndarray, y_train: np.ndarray, x_extra: np.ndarray, y_extra: np.ndarray, weight: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images, labels, pool): the extra images appended; the pool lists every training
+    image once and every extra one `weight` times (fit_model draws an epoch from it)."""
+    n = len(x_train)
+    x = np.concatenate([x_train, x_extra])
+    y = np.concatenate([y_train, y_extra.astype(np.int32)])
+    pool = np.concatenate([np.arange(n), np.tile(np.arange(n, len(x)), weight)])
+    return x, y, pool
+
+
 def train_and_save(
     data: Mnist,
     out_dir: Path,
@@ -184,11 +196,9 @@ def train_and_save(
     pool, extra_report = None, None
     if extra is not None:
         extra_train, extra_held_out = split_extra(extra, extra_holdout, seed)
-        n = len(x_train)
-        x_train = np.concatenate([x_train, extra.images[extra_train]])
-        y_train = np.concatenate([y_train, extra.labels[extra_train].astype(np.int32)])
-        repeats = np.tile(np.arange(n, len(x_train)), extra_weight)
-        pool = np.concatenate([np.arange(n), repeats])
+        x_train, y_train, pool = mix_in(
+            x_train, y_train, extra.images[extra_train], extra.labels[extra_train], extra_weight
+        )
 
     fit = fit_model(
         x_train, y_train, x_val, y_val, epochs, batch_size, seed, distortion, quiet, pool
