@@ -104,7 +104,7 @@ def load_data_or_exit(data_dir: Path | None, allow_custom: bool):
     default=True,
     show_default=True,
     help="Distort every training image afresh each epoch (rotation, slant, size, position, "
-    "pen width); --no-augment trains on the images as they are.",
+    "a slight elastic bend); --no-augment trains on the images as they are.",
 )
 @click.option(
     "--extra-data",
