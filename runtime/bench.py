@@ -8,6 +8,7 @@ a Raspberry Pi with only the runtime installed); `--frame` and `--video` take yo
 
 from __future__ import annotations
 
+import json
 import statistics
 import tempfile
 import time
@@ -17,9 +18,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mnist_edge.runtime.batch import ReadOptions, Task, process
 from mnist_edge.runtime.camera import VideoFileSource
 from mnist_edge.runtime.classifier import DigitClassifier
 from mnist_edge.runtime.digits import recognize
+from mnist_edge.runtime.images import MAX_PIXELS, ImageReadError, decode_image
 from mnist_edge.runtime.live import run_live
 
 FRAME_SIZE = (480, 640)  # (h, w)
@@ -175,6 +178,79 @@ def run_benchmarks(
         "times_real_time": round(1000.0 / fps / live_ms, 1),  # > 1: keeps up with playback
     }
     return results
+
+
+def files_benchmark(
+    paths: list[Path], classifier: DigitClassifier, passes: int = 3, max_pixels: int = MAX_PIXELS
+) -> dict:
+    """`predict` over these files against decoding them alone, per file (medians).
+
+    Per file, in turns (so a slow moment of the machine weighs on all alike): a plain
+    full-size `cv2.imread` (what any program pays to look at the file), `recognize` on that,
+    predict's own decoding (`decode_image`: grey, a big JPEG reduced), and predict's whole
+    work on the file (`batch.process` plus its JSON line). Median over `passes` per file, then
+    the median over files; totals are sums of the per-file medians.
+    """
+    options = ReadOptions(max_pixels=max_pixels)
+    times: dict[str, list[list[float]]] = {k: [[] for _ in paths] for k in FILE_STEPS}
+    failed = set()
+    for _ in range(passes):
+        for i, path in enumerate(paths):
+            start = time.perf_counter()
+            image = cv2.imread(str(path))
+            decoded = time.perf_counter()
+            if image is not None:
+                recognize(image, classifier)
+            recognized = time.perf_counter()
+            try:
+                decode_image(path, max_pixels)
+            except ImageReadError:
+                pass
+            own_decode = time.perf_counter()
+            outcome = process(Task(str(path), path), classifier, options)
+            json.dumps(outcome.result.to_json() if outcome.result else {"error": outcome.error})
+            done = time.perf_counter()
+            if image is None or outcome.error is not None:
+                failed.add(i)
+            for key, seconds in zip(
+                FILE_STEPS,
+                (decoded - start, recognized - start, own_decode - recognized, done - own_decode),
+                strict=True,
+            ):
+                times[key][i].append(seconds)
+    kept = [i for i in range(len(paths)) if i not in failed]
+    per_file = {k: [statistics.median(times[k][i]) for i in kept] for k in FILE_STEPS}
+    results: dict = {"files": len(paths), "timed": len(kept), "passes": passes}
+    if not kept:
+        return results
+    for key in FILE_STEPS:
+        results[f"{key}_ms"] = round(statistics.median(per_file[key]) * 1e3, 3)
+        results[f"{key}_total_s"] = round(sum(per_file[key]), 3)
+    total = results["predict_total_s"]
+    results["predict_files_per_s"] = round(len(kept) / total, 1) if total else None
+    for key in ("imread", "imread_recognize"):
+        results[f"predict_vs_{key}"] = round(total / results[f"{key}_total_s"], 3)
+    return results
+
+
+FILE_STEPS = ("imread", "imread_recognize", "decode", "predict")
+
+
+def format_files_table(results: dict) -> str:
+    if not results.get("timed"):
+        return f"{results['files']} files, none both decoded by cv2.imread and read by predict"
+    rows = [
+        ("files", f"{results['timed']} timed of {results['files']}, {results['passes']} passes"),
+        ("cv2.imread (full size)", f"{results['imread_ms']:.2f} ms per file"),
+        ("cv2.imread + recognize", f"{results['imread_recognize_ms']:.2f} ms per file"),
+        ("predict's decoding", f"{results['decode_ms']:.2f} ms per file"),
+        ("predict, whole", f"{results['predict_ms']:.2f} ms per file, "
+                           f"{results['predict_files_per_s']:g} files/s"),
+        ("predict / imread", f"{results['predict_vs_imread']:.2f}x (totals)"),
+        ("predict / imread+recognize", f"{results['predict_vs_imread_recognize']:.2f}x (totals)"),
+    ]  # fmt: skip
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows) + "\n(medians)"
 
 
 def format_table(results: dict) -> str:

@@ -1,25 +1,30 @@
 """`mnist-edge predict`: the digits in image files, one row (or JSON line) per input.
 
 A file that cannot be used gets an error row and the others go on; the exit status is 1 at the
-end if any failed.
+end if any failed. The per-file work is `runtime.batch` (here or in `--jobs` worker processes);
+this module is the command: its options, the table and JSON lines, the progress bar, and where
+annotated copies go.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import tempfile
+import sys
+import time
 from pathlib import Path
 
 import click
-import cv2
-import numpy as np
 
-from mnist_edge.runtime.classifier import ModelError, ModelOutputError
+from mnist_edge.runtime.batch import ReadOptions, Task, run_tasks
 from mnist_edge.runtime.cli_common import load_classifier, model_options
-from mnist_edge.runtime.digits import FrameResult, recognize
-from mnist_edge.runtime.images import MAX_PIXELS, ImageReadError, expand_inputs, read_image
-from mnist_edge.runtime.live import draw_results
+from mnist_edge.runtime.digits import FrameResult
+from mnist_edge.runtime.images import MAX_PIXELS
+from mnist_edge.runtime.inputs import ImageInput, expand_inputs, shown_path
+
+NUMBER_WIDTH = 10  # the table's number column; a longer number puts its digits on a new line
+HANDFUL = 10  # more inputs than this, and stderr a terminal: a progress bar
 
 
 @click.command()
@@ -39,6 +44,14 @@ from mnist_edge.runtime.live import draw_results
     show_default=True,
     help="Refuse larger images before decoding them.",
 )
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Worker processes (0: one per core). Output is the same, in input order.",
+)
 @click.pass_context
 def predict(
     ctx: click.Context,
@@ -51,6 +64,7 @@ def predict(
     as_json: bool,
     save_annotated: Path | None,
     max_pixels: int,
+    jobs: int,
 ) -> None:
     """Read the digits in image files.
 
@@ -66,67 +80,142 @@ def predict(
         except OSError as error:
             reason = f"{save_annotated}: cannot create the folder ({error.strerror})"
             raise click.ClickException(reason) from None
-    width = max(len(item.shown) for item in inputs)
+    targets = annotated_targets(inputs, save_annotated)
+    tasks = [
+        Task(item.shown, item.path, item.error, target)
+        for item, target in zip(inputs, targets, strict=True)
+    ]
+    readable = sum(task.error is None for task in tasks)
+    jobs = min(jobs or os.cpu_count() or 1, max(1, readable))
+    options = ReadOptions(max_pixels, min_confidence, drop_weak, quiet=not verbose)
+    # Several workers share the cores: one interpreter thread each, unless told otherwise.
+    outcomes = run_tasks(tasks, classifier, options, jobs, threads or 1)
+
+    width = max(len(table_path(item.shown)) for item in inputs)
     if not as_json:
-        click.echo(f"{'path':<{width}}  {'number':<8}  digits (confidence; ? = weak)")
+        click.echo(f"{'path':<{width}}  {'number':<{NUMBER_WIDTH}}  digits (confidence; ? = weak)")
     failed = 0
-    for item in inputs:
-        error = item.error
-        result = None
-        if error is None:
-            try:
-                image = read_image(item.path, max_pixels=max_pixels)
-                result = recognize(
-                    image, classifier, min_confidence=min_confidence, drop_weak=drop_weak
-                )
-                if save_annotated is not None:
-                    save_annotated_image(save_annotated, item.shown, draw_results(image, result))
-            except ImageReadError as read_error:
-                error = read_error.reason
-            except ModelOutputError as output_error:  # NaN or 75.2 for this image
-                error = str(output_error)
-            except ModelError as model_error:  # the model hangs or fails: nothing can go on
-                raise click.ClickException(str(model_error)) from None
-            except OSError as write_error:
-                error = f"cannot write the annotated image ({write_error})"
-        if error is not None:
-            failed += 1
-        if as_json:
-            line = {"path": item.shown, **(result.to_json() if result is not None else {})}
-            if error is not None:
-                line["error"] = error
-            click.echo(json.dumps(line))
-        else:
-            click.echo(table_row(item.shown, width, result, error))
+    with Output(len(tasks)) as out:
+        for outcome in outcomes:
+            task, result, error = outcome.task, outcome.result, outcome.error
+            failed += error is not None
+            if verbose and task.annotated is not None and error is None:
+                where = shown_path(str(task.annotated))
+                out.echo(f"annotated: {shown_path(task.shown)} -> {where}", err=True)
+            if as_json:
+                line = {"path": shown_path(task.shown), **(result.to_json() if result else {})}
+                if error is not None:
+                    line["error"] = error
+                out.echo(json.dumps(line))
+            else:
+                out.echo(table_row(table_path(task.shown), width, result, error))
+            out.done()
     if failed:
         click.echo(f"Error: {failed} of {len(inputs)} inputs failed", err=True)
         ctx.exit(1)
 
 
 def table_row(shown: str, width: int, result: FrameResult | None, error: str | None) -> str:
+    """path, number, digits; a number too long for its column puts the digits on a new line
+    under their column, so every row's columns stay aligned."""
     if result is None:
-        return f"{shown:<{width}}  {'-':<8}  error: {error}"
+        return f"{shown:<{width}}  {'-':<{NUMBER_WIDTH}}  error: {error}"
     digits = "  ".join(
         f"{d.digit}{'?' if d.weak else ''} ({d.confidence:.2f})" for d in result.digits
     )
-    row = f"{shown:<{width}}  {result.text or '-':<8}  {digits or 'no digits found'}"
-    return row if error is None else f"{row}  error: {error}"
+    digits = digits or "no digits found"
+    if error is not None:
+        digits = f"{digits}  error: {error}"
+    text = result.text or "-"
+    if len(text) > NUMBER_WIDTH:
+        return f"{shown:<{width}}  {text}\n{'':<{width}}  {'':<{NUMBER_WIDTH}}  {digits}"
+    return f"{shown:<{width}}  {text:<{NUMBER_WIDTH}}  {digits}"
 
 
-def save_annotated_image(folder: Path, shown: str, image: np.ndarray) -> Path:
-    """folder/<the input's path, made relative>.png, written atomically."""
-    parts = [p for p in Path(shown).parts if p not in (os.sep, "..", ".") and not p.endswith(":")]
-    target = folder.joinpath(*parts).with_suffix(".png")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    ok, png = cv2.imencode(".png", image)
-    if not ok:
-        raise OSError(f"{target}: PNG encoding failed")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(png.tobytes())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return target
+def table_path(shown: str) -> str:
+    """A path for the table: bytes as shown_path, and control characters escaped (a newline
+    in a file name must not start a row)."""
+    text = shown_path(shown)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+class Output:
+    """Lines to stdout/stderr, around a progress bar on stderr when there is one.
+
+    The bar (files done, files/s, time left) is drawn only with more than HANDFUL inputs and
+    stderr a terminal; it is cleared before a line is printed to the same terminal and redrawn
+    after, so it never lands in the output.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.stderr = click.get_text_stream("stderr")
+        self.bar = None
+        if total > HANDFUL and self.stderr.isatty():
+            self.start = time.monotonic()
+            self.clear_for_stdout = sys.stdout.isatty()
+            self.bar = click.progressbar(
+                length=total, label="reading", file=self.stderr, show_pos=True,
+                item_show_func=self._rate,
+            )  # fmt: skip
+
+    def __enter__(self) -> Output:
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc_info)
+
+    def echo(self, line: str, err: bool = False) -> None:
+        if self.bar is not None and (err or self.clear_for_stdout):
+            self.stderr.write("\r\033[K")  # clear the bar's line first
+        click.echo(line, err=err)
+
+    def done(self) -> None:
+        """One more input done: the bar moves (and is redrawn)."""
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def _rate(self, _: object) -> str:
+        seconds = max(time.monotonic() - self.start, 1e-6)
+        return f"{self.bar.pos / seconds:.1f} files/s"
+
+
+def annotated_targets(inputs: list[ImageInput], folder: Path | None) -> list[Path | None]:
+    """Where each input's annotated copy goes: never two inputs to one file.
+
+    A relative path keeps its place under the folder (scans/a.jpg -> DIR/scans/a.png), and so
+    does a file found in a folder given by its absolute path (/data/scans + a.jpg ->
+    DIR/a.png). Any other absolute path or one out of the folder (..), and an input that would
+    land on a name already taken (x.png and x.jpg, or a file given twice), gets its name plus
+    a short hash of the path as given, and a counter if even that is taken: stable from run to
+    run for the same arguments.
+    """
+    if folder is None:
+        return [None] * len(inputs)
+    taken: set[str] = set()
+    targets: list[Path | None] = []
+    for item in inputs:
+        if item.error is not None:
+            targets.append(None)
+            continue
+        path = Path(item.shown)
+        if path.is_absolute() and item.inside is not None:
+            path = Path(item.inside)
+        parts = path.parts
+        inside = not path.is_absolute() and ".." not in parts and not path.drive
+        natural = folder.joinpath(*parts).with_suffix(".png") if inside and parts else None
+        if natural is None or natural.as_posix().casefold() in taken:
+            digest = hashlib.sha1(os.fsencode(item.shown)).hexdigest()[:8]
+            where = natural.parent if natural is not None else folder
+            natural = where / f"{path.stem}-{digest}.png"
+        target, n = natural, 1
+        while target.as_posix().casefold() in taken:
+            n += 1
+            target = natural.with_name(f"{natural.stem}-{n}.png")
+        taken.add(target.as_posix().casefold())
+        targets.append(target)
+    return targets

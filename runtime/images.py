@@ -1,21 +1,28 @@
-"""Read image files robustly, and expand the PATH arguments of `mnist-edge predict`.
+"""Decode image files into what the digit finder takes: uint8, grey (HxW) or BGR (HxWx3).
 
-`read_image` returns what the digit finder takes: a uint8 array, BGR (HxWx3) or gray (HxW).
-OpenCV decodes what it reads well (PNG, JPEG, BMP, TIFF, WebP, including 16-bit); Pillow reads
-the rest (GIF, EXIF-rotated JPEG, odd modes). Before anything is decoded, Pillow reads only the
-header so an image over the pixel limit (a decompression bomb: a few KB that decode to GBs) is
-refused without allocating it.
+Before any pixel is decoded, the file is read as a regular file within a size limit
+(`inputs.read_regular_file`) and Pillow parses only its header: the format must be one the
+README lists (PNG, JPEG, BMP, TIFF, WebP, GIF; nothing else reaches a decoder, so an EPS file
+named .png is never handed to Ghostscript), and the image must fit the pixel limit and the
+memory budget, so a decompression bomb (a few KB that decode to GBs) is refused without
+allocating it. Pillow's own pixel limit is set aside: ours applies, at any value.
 
-Awkward but valid images are read as a person sees them: 16-bit scaled to 8-bit, transparency
-composited onto white paper (transparent paper, opaque ink), palettes expanded, EXIF rotation
-applied.
+What is decoded is what is needed:
+- 8-bit images go straight from the decoder to uint8 grey (or BGR when colour is asked for,
+  for an annotated copy): no conversion at all, no copy;
+- a big JPEG is decoded at 1/2, 1/4 or 1/8 of its size by libjpeg itself (DCT scaling, a
+  fraction of the work), never below MIN_DECODED_SIDE on its long side; `DecodedImage.size`
+  keeps the full size so boxes can be reported in the file's own pixels;
+- awkward but valid images are read as a person sees them: 16-bit scaled to 8-bit (a lookup
+  table), transparency composited onto white paper (integer arithmetic; transparent paper,
+  opaque ink), palettes expanded, EXIF orientation applied. Those conversions go in bands of
+  rows, so their temporaries stay small next to the image.
+OpenCV decodes PNG, JPEG, BMP, TIFF and WebP; Pillow decodes GIF and whatever OpenCV refuses.
 """
 
 from __future__ import annotations
 
-import glob
 import io
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,45 +31,90 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+from mnist_edge.runtime.inputs import ImageReadError, read_regular_file
 
-# 64 MP: more than a 48 MP phone photo, far less than a bomb. A 64 MP BGR image is ~190 MB.
+# 64 MP: more than a 48 MP phone photo, far less than a bomb.
 MAX_PIXELS = 64_000_000
+# Decoding may take up to this many bytes a pixel of the pixel limit (an 8-bit RGBA image at
+# the limit); a 16-bit colour image counts its real size, so it may have fewer pixels.
+BYTES_PER_PIXEL = 4
+FILE_SLACK = 1 << 20  # metadata (EXIF, ICC profiles) on top of uncompressed pixels
+# The long side a reduced JPEG keeps at least. The recognizer reads the real photos as well
+# from a 320-px copy as at full size, and starts losing digits below that
+# (tests/decode_size_study.py, docs/predict-speed.md); this stays more than twice clear, and a
+# 3000x2250 phone photo is decoded at 750x563 (1/4), a 1920x1080 one at 960x540 (1/2).
+MIN_DECODED_SIDE = 720
+BAND_ROWS = 256  # rows converted at a time (16-bit, alpha, float)
 
-# Formats OpenCV decodes itself; anything else Pillow identifies goes through Pillow.
+# Pillow's format names -> the formats the README lists (MPO: a phone's multi-picture JPEG).
+FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "BMP": "BMP", "TIFF": "TIFF",
+           "WEBP": "WebP", "GIF": "GIF"}  # fmt: skip
+PILLOW_PLUGINS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")  # the only ones Pillow may try
 OPENCV_FORMATS = {"PNG", "JPEG", "BMP", "TIFF", "WEBP"}
+SUPPORTED = "PNG, JPEG, BMP, TIFF, WebP and GIF"
 EXIF_ORIENTATION = 0x0112
 PNG_TRAILER = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+PLAIN_MODES = {"1", "L", "P", "RGB", "CMYK", "YCbCr"}  # 8-bit, no alpha: decoded as is
+IGNORE_ORIENTATION = cv2.IMREAD_IGNORE_ORIENTATION  # we apply EXIF ourselves, for every path
+REDUCED = {
+    (1, True): cv2.IMREAD_GRAYSCALE,
+    (2, True): cv2.IMREAD_REDUCED_GRAYSCALE_2,
+    (4, True): cv2.IMREAD_REDUCED_GRAYSCALE_4,
+    (8, True): cv2.IMREAD_REDUCED_GRAYSCALE_8,
+    (1, False): cv2.IMREAD_COLOR,
+    (2, False): cv2.IMREAD_REDUCED_COLOR_2,
+    (4, False): cv2.IMREAD_REDUCED_COLOR_4,
+    (8, False): cv2.IMREAD_REDUCED_COLOR_8,
+}
+
+__all__ = [
+    "MAX_PIXELS",
+    "DecodedImage",
+    "ImageReadError",
+    "decode_image",
+    "pil_to_array",
+    "read_image",
+    "to_uint8_bgr_or_gray",
+]
 
 
-class ImageReadError(Exception):
-    """A file that cannot be used as an image; `reason` is one line, str() names the file too."""
+@dataclass(frozen=True)
+class DecodedImage:
+    """Pixels as decoded (maybe reduced), and the size of the full image (upright)."""
 
-    def __init__(self, path: str | Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
+    pixels: np.ndarray  # uint8 grey HxW or BGR HxWx3
+    size: tuple[int, int]  # (width, height) of the image as a person sees it
 
-
-def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Read an image file into a uint8 BGR (HxWx3) or gray (HxW) array, or raise ImageReadError."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ImageReadError(path, "no such file") from None
-    except IsADirectoryError:
-        raise ImageReadError(path, "is a directory, not an image file") from None
-    except OSError as error:
-        raise ImageReadError(path, f"cannot read the file ({error.strerror or error})") from None
-    if not data:
-        raise ImageReadError(path, "the file is empty")
-    return decode_image(data, path, max_pixels)
+    def to_full(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """A box (x, y, w, h) in `pixels` as a box in the full image's pixels."""
+        h, w = self.pixels.shape[:2]
+        if (w, h) == self.size:
+            return box
+        sx, sy = self.size[0] / w, self.size[1] / h
+        x, y, bw, bh = box
+        x0, y0 = int(x * sx), int(y * sy)
+        x1 = min(self.size[0], int(np.ceil((x + bw) * sx)))
+        y1 = min(self.size[1], int(np.ceil((y + bh) * sy)))
+        return x0, y0, x1 - x0, y1 - y0
 
 
-def decode_image(data: bytes, path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """`read_image` for bytes already in memory (an upload); `path` names them in errors."""
-    path = Path(path)
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, grey: bool = False) -> np.ndarray:
+    """Read an image file into a uint8 BGR (HxWx3) or gray (HxW) array, or raise ImageReadError.
+
+    Full size; `grey` decodes straight to grey (colour images too).
+    """
+    return decode_image(path, max_pixels, grey=grey, min_side=None).pixels
+
+
+def decode_image(
+    path: str | Path,
+    max_pixels: int = MAX_PIXELS,
+    grey: bool = False,
+    min_side: int | None = MIN_DECODED_SIDE,
+) -> DecodedImage:
+    """Decode an image file, a big JPEG at a reduced size whose long side stays >= min_side
+    (None: full size), or raise ImageReadError with a one-line reason."""
+    data = read_regular_file(path, max_pixels * BYTES_PER_PIXEL + FILE_SLACK)
     header = _open_header(path, data)
     width, height = header.size
     if width * height > max_pixels:
@@ -73,46 +125,152 @@ def decode_image(data: bytes, path: str | Path, max_pixels: int = MAX_PIXELS) ->
         )
     if width == 0 or height == 0:
         raise ImageReadError(path, f"the image has no pixels ({width}x{height})")
+    plain = _is_plain(header, data)
+    channels, depth = _decoded_layout(header, data)
+    if not plain and width * height * channels * depth > max_pixels * BYTES_PER_PIXEL:
+        raise ImageReadError(
+            path,
+            f"{width}x{height} with {channels} channels of {8 * depth} bits takes "
+            f"{width * height * channels * depth:,} bytes to decode, over the "
+            f"{max_pixels * BYTES_PER_PIXEL:,} that the pixel limit allows (raise it with "
+            "--max-pixels if the image is genuine)",
+        )
+    orientation = _orientation(header)
+    try:
+        image = None
+        if _opencv_can_decode(header, data):
+            if plain:
+                grey_out = grey or header.mode in ("1", "L")
+                reduction = _reduction(header, min_side)
+                image = _imdecode(data, REDUCED[reduction, grey_out] | IGNORE_ORIENTATION)
+            else:  # 16-bit, alpha, float: as stored, converted below
+                image = _imdecode(data, cv2.IMREAD_UNCHANGED)
+        if image is None:  # Pillow's format, or OpenCV refused it: Pillow decides
+            image = _decode_with_pillow(path, header)
+            orientation = 1  # exif_transpose did it
+        image = to_uint8_bgr_or_gray(image, grey=grey)
+    except MemoryError:
+        raise ImageReadError(path, f"not enough memory to decode {width}x{height}") from None
+    image = _upright(image, orientation)
+    size = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    return DecodedImage(image, size)
 
-    image = None
-    if _opencv_can_decode(header, data):
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None:  # Pillow's format, or OpenCV refused it: Pillow decides
-        image = _decode_with_pillow(path, header)
-    return to_uint8_bgr_or_gray(image)
+
+def _imdecode(data: bytes, flags: int) -> np.ndarray | None:
+    """OpenCV's decoder; None when it cannot (Pillow then decides, and says why)."""
+    try:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error:  # its own limits or an allocation it could not make
+        return None
 
 
-def _open_header(path: Path, data: bytes) -> Image.Image:
+def _open_header(path: str | Path, data: bytes) -> Image.Image:
     """Pillow's lazy open: parses the header (size, mode, EXIF), decodes no pixels."""
+    limit = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
-            # We check the size ourselves, with our own limit and a message naming the file.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError:
-        raise ImageReadError(
-            path, "the image is far over the pixel limit (decompression bomb?)"
-        ) from None
+            warnings.simplefilter("ignore")  # Pillow's warnings: ours are one line per file
+            Image.MAX_IMAGE_PIXELS = None  # our limit applies, checked by the caller
+            header = Image.open(io.BytesIO(data), formats=PILLOW_PLUGINS)
     except UnidentifiedImageError:
-        raise ImageReadError(path, "not an image (unknown or damaged format)") from None
-    except (OSError, ValueError, SyntaxError) as error:
+        reason = f"not an image (unknown or damaged format; {SUPPORTED} are read)"
+        raise ImageReadError(path, reason) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise ImageReadError(path, f"not a readable image ({_one_line(error)})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    if header.format not in FORMATS:  # a plugin's subformat we do not list
+        raise ImageReadError(path, f"{header.format} images are not read (only {SUPPORTED})")
+    return header
+
+
+def _is_plain(header: Image.Image, data: bytes) -> bool:
+    """8-bit without transparency: the decoder's own output is already what we need."""
+    return (
+        header.mode in PLAIN_MODES
+        and "transparency" not in header.info
+        and _bit_depth(header, data) == 8
+    )
+
+
+def _bit_depth(header: Image.Image, data: bytes) -> int:
+    if header.format == "PNG":
+        return max(8, data[24])  # IHDR is the first chunk; 1, 2, 4 bits are expanded to 8
+    if header.format == "TIFF":
+        bits = header.tag_v2.get(258, (8,))
+        return max(8, max(bits) if isinstance(bits, tuple) else int(bits))
+    return {"I;16": 16, "I;16B": 16, "I;16L": 16, "I": 32, "F": 32}.get(header.mode, 8)
+
+
+def _decoded_layout(header: Image.Image, data: bytes) -> tuple[int, int]:
+    """(channels, bytes per channel) of the array decoded as stored (IMREAD_UNCHANGED)."""
+    mode = header.mode
+    if mode in ("RGBA", "RGBa", "LA", "La", "PA", "CMYK") or "transparency" in header.info:
+        channels = 4
+    elif mode in ("RGB", "YCbCr", "P", "LAB", "HSV"):
+        channels = 3
+    else:
+        channels = 1
+    return channels, (_bit_depth(header, data) + 7) // 8
+
+
+def _reduction(header: Image.Image, min_side: int | None) -> int:
+    """How much smaller libjpeg may decode this image: 1, 2, 4 or 8."""
+    if min_side is None or header.format not in ("JPEG", "MPO"):
+        return 1
+    longest = max(header.size)
+    for k in (8, 4, 2):
+        if -(-longest // k) >= min_side:
+            return k
+    return 1
+
+
+def _orientation(header: Image.Image) -> int:
+    """The EXIF orientation (1-8), where the header has it without decoding (PNG: if early)."""
+    if header.format == "PNG" and "exif" not in header.info:
+        return 1  # Pillow would decode the whole image to look for a late eXIf chunk
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = header.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # a damaged EXIF block is no reason to refuse the picture
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _upright(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation as Pillow's exif_transpose does."""
+    if orientation == 2:
+        return cv2.flip(image, 1)
+    if orientation == 3:
+        return cv2.rotate(image, cv2.ROTATE_180)
+    if orientation == 4:
+        return cv2.flip(image, 0)
+    if orientation == 5:
+        return cv2.transpose(image)
+    if orientation == 6:
+        return cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE)
+    if orientation == 7:
+        return cv2.rotate(cv2.transpose(image), cv2.ROTATE_180)
+    if orientation == 8:
+        return cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    return image
 
 
 def _opencv_can_decode(header: Image.Image, data: bytes) -> bool:
-    if header.format not in OPENCV_FORMATS:
+    if FORMATS[header.format] not in OPENCV_FORMATS and header.format != "MPO":
         return False
-    if header.format == "JPEG" and header.getexif().get(EXIF_ORIENTATION, 1) != 1:
-        return False  # IMREAD_UNCHANGED ignores EXIF orientation; Pillow applies it
     if header.format == "PNG" and not data.endswith(PNG_TRAILER):
         return False  # truncated PNG: let Pillow say so (libpng would print to stderr first)
     return True
 
 
-def _decode_with_pillow(path: Path, header: Image.Image) -> np.ndarray:
+def _decode_with_pillow(path: str | Path, header: Image.Image) -> np.ndarray:
     """Decode with Pillow into the same layouts OpenCV gives: gray, BGR or BGRA (2-D + alpha)."""
     try:
-        return pil_to_array(ImageOps.exif_transpose(header))  # a GIF's first frame; as shot
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pil_to_array(ImageOps.exif_transpose(header))  # a GIF's first frame; as shot
     except (OSError, ValueError, SyntaxError, EOFError) as error:
         reason = f"truncated or corrupt image data ({_one_line(error)})"
         raise ImageReadError(path, reason) from None
@@ -140,33 +298,90 @@ def _palette_is_gray(image: Image.Image) -> bool:
     return bool(np.all(colors == colors[:, :1]))
 
 
-def to_uint8_bgr_or_gray(image: np.ndarray) -> np.ndarray:
-    """Scale any bit depth to uint8, and composite an alpha channel onto white paper."""
+# -- pixels to uint8 --------------------------------------------------------------------------
+
+
+def _float_lut_16() -> np.ndarray:
+    """16-bit -> 8-bit by the float formula used before (v / 65535 * 255, rounded), tabled."""
+    unit = np.arange(65536, dtype=np.uint16).astype(np.float32) / 65535.0
+    return np.clip(unit * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+LUT_16 = _float_lut_16()
+
+
+def to_uint8_bgr_or_gray(image: np.ndarray, grey: bool = False) -> np.ndarray:
+    """Scale any bit depth to uint8, and composite an alpha channel onto white paper.
+
+    uint8 without alpha is returned as it is (or turned grey); the rest is converted in bands
+    of BAND_ROWS rows into one uint8 result. The same values as the float arithmetic this
+    replaced: 16-bit by its table, 8-bit alpha by integer rounding, the rest in float32.
+    """
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 3 and image.shape[2] == 2:  # gray + alpha: as BGRA, composited below
         image = image[:, :, [0, 0, 0, 1]]
-    image = _scale_to_unit(image)  # float32 in [0, 1]
-    if image.ndim == 3 and image.shape[2] == 4:
-        alpha = image[:, :, 3:4]
-        # Transparent means paper: blend onto white, so opaque ink stays and the rest is blank.
-        image = image[:, :, :3] * alpha + (1.0 - alpha)
-        if _is_gray(image):
-            image = image[:, :, 0]
-    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    alpha = image.ndim == 3 and image.shape[2] == 4
+    if image.dtype == np.uint8 and not alpha:
+        return _to_grey(image) if grey else image
+    convert = _band_converter(image)
+    h, w = image.shape[:2]
+    colour_out = image.ndim == 3 and not grey
+    out = np.empty((h, w, 3) if colour_out else (h, w), np.uint8)
+    for y in range(0, h, BAND_ROWS):
+        band = convert(image[y : y + BAND_ROWS])
+        out[y : y + BAND_ROWS] = band if colour_out or band.ndim == 2 else _to_grey(band)
+    if alpha and colour_out and _is_gray(out):
+        return np.ascontiguousarray(out[:, :, 0])
+    return out
 
 
-def _scale_to_unit(image: np.ndarray) -> np.ndarray:
-    if image.dtype == np.uint8:
-        return image.astype(np.float32) / 255.0
+def _band_converter(image: np.ndarray):
+    """A function from a band of `image` to uint8 (BGR after compositing, or grey)."""
+    alpha = image.ndim == 3 and image.shape[2] == 4
+    if image.dtype == np.uint8:  # with alpha
+        return _composite_uint8
+    if image.dtype == np.uint16 and not alpha:
+        return lambda band: LUT_16[band]
+    peak = _float_peak(image)  # over the whole image, so every band scales alike
+
+    def convert(band: np.ndarray) -> np.ndarray:
+        unit = np.clip(np.nan_to_num(band.astype(np.float32) / peak), 0.0, 1.0)
+        if alpha:
+            a = unit[:, :, 3:4]
+            unit = unit[:, :, :3] * a + (1.0 - a)
+        return np.clip(unit * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+    return convert
+
+
+def _float_peak(image: np.ndarray) -> float:
+    """What full scale is: 16-bit, or for Pillow's int32 16-bit data and floats, by content."""
     if image.dtype == np.uint16:
-        return image.astype(np.float32) / 65535.0
+        return 65535.0
     if np.issubdtype(image.dtype, np.integer):  # Pillow's "I" mode: 16-bit data in int32
-        peak = 255.0 if image.max(initial=0) <= 255 else 65535.0
-        return np.clip(image.astype(np.float32) / peak, 0.0, 1.0)
-    image = image.astype(np.float32)  # float images: [0, 1] if they fit, else 0..255
-    peak = 1.0 if np.nanmax(image, initial=0.0) <= 1.0 else 255.0
-    return np.clip(np.nan_to_num(image / peak), 0.0, 1.0)
+        return 255.0 if image.max(initial=0) <= 255 else 65535.0
+    return 1.0 if np.nanmax(image, initial=0.0) <= 1.0 else 255.0  # floats: [0, 1] or 0..255
+
+
+def _composite_uint8(bgra: np.ndarray) -> np.ndarray:
+    """BGRA uint8 onto white paper: c * a / 255 + (255 - a), rounded, in uint16 integers.
+
+    Exactly the rounding of the float formula: 255 * (255 - a) is a multiple of 255, so only
+    c * a / 255 is rounded, by the exact integer identity round(x / 255) =
+    (x + 128 + ((x + 128) >> 8)) >> 8 for 0 <= x <= 65025.
+    """
+    a = bgra[:, :, 3:4].astype(np.uint16)
+    x = bgra[:, :, :3] * a + 128  # uint16: at most 65153
+    inked = (x + (x >> 8)) >> 8
+    return (inked + (255 - a)).astype(np.uint8)
+
+
+def _to_grey(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return image
+    code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+    return cv2.cvtColor(image, code)
 
 
 def _is_gray(image: np.ndarray) -> bool:
@@ -177,65 +392,3 @@ def _is_gray(image: np.ndarray) -> bool:
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
-
-
-# -- PATH arguments ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ImageInput:
-    """One input of `predict`: `shown` is the path as given (inside a folder: folder/relative)."""
-
-    shown: str
-    path: Path | None
-    error: str | None = None
-
-
-def expand_inputs(arguments: list[str] | tuple[str, ...]) -> list[ImageInput]:
-    """Files as given, folders searched recursively for images, globs expanded; in order.
-
-    A missing path, a folder without images or a glob matching no image becomes an ImageInput
-    with an error, so the caller reports it and goes on with the others.
-    """
-    inputs: list[ImageInput] = []
-    for argument in arguments:
-        path = Path(argument)
-        if path.is_dir():
-            inputs.extend(_folder_images(argument))
-        elif path.exists():
-            inputs.append(ImageInput(argument, path))
-        elif glob.has_magic(argument):
-            inputs.extend(_glob_images(argument))
-        else:
-            inputs.append(ImageInput(argument, None, "no such file or directory"))
-    return inputs
-
-
-def _folder_images(folder: str) -> list[ImageInput]:
-    root = Path(folder)
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if _is_image_name(name):
-                relative = os.path.relpath(os.path.join(dirpath, name), root)
-                found.append(ImageInput(os.path.join(folder, relative), Path(dirpath) / name))
-    if not found:
-        return [ImageInput(folder, None, f"folder has no images ({', '.join(IMAGE_SUFFIXES)})")]
-    return found
-
-
-def _glob_images(pattern: str) -> list[ImageInput]:
-    found = []
-    for match in sorted(glob.glob(pattern, recursive=True)):
-        if os.path.isdir(match):
-            found.extend(_folder_images(match))
-        elif _is_image_name(match):
-            found.append(ImageInput(match, Path(match)))
-    if not found:
-        return [ImageInput(pattern, None, "no image file matches this pattern")]
-    return found
-
-
-def _is_image_name(name: str) -> bool:
-    return not os.path.basename(name).startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)

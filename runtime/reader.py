@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mnist_edge.runtime.batch import ReadOptions, read_digits
 from mnist_edge.runtime.classifier import DigitClassifier, default_model
 from mnist_edge.runtime.digits import FrameResult, recognize
-from mnist_edge.runtime.images import MAX_PIXELS, pil_to_array, read_image, to_uint8_bgr_or_gray
+from mnist_edge.runtime.images import MAX_PIXELS, pil_to_array, to_uint8_bgr_or_gray
 
 ImageLike = str | os.PathLike | np.ndarray | Image.Image
 
@@ -60,6 +61,9 @@ class DigitReader:
     def read(self, image: ImageLike) -> FrameResult:
         """The digits in one image: a file path, a uint8 numpy array (HxW grey, HxWx3 BGR as
         OpenCV gives, HxWx4 BGRA), or a PIL image."""
+        if isinstance(image, (str, os.PathLike)):  # decoded as small as it may be, boxes as is
+            options = ReadOptions(self.max_pixels, self.min_confidence, self.drop_weak)
+            return read_digits(image, self.classifier, options)[0]
         return recognize(
             self._pixels(image),
             self.classifier,
@@ -68,8 +72,6 @@ class DigitReader:
         )
 
     def _pixels(self, image: ImageLike) -> np.ndarray:
-        if isinstance(image, (str, os.PathLike)):
-            return read_image(image, max_pixels=self.max_pixels)
         if isinstance(image, Image.Image):
             return to_uint8_bgr_or_gray(pil_to_array(image))
         if isinstance(image, np.ndarray):

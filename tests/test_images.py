@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_edge.runtime.images import ImageReadError, expand_inputs, read_image
+from mnist_edge.runtime.images import ImageReadError, read_image
+from mnist_edge.runtime.inputs import expand_inputs
 
 
 def upright_digit(size: int = 64) -> np.ndarray:

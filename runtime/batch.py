@@ -1,0 +1,217 @@
+"""`predict`'s work on each file, in this process or in worker processes, in input order.
+
+`read_digits` is one image file to a FrameResult (decoded as small as it may be, boxes back in
+the file's pixels). `process` is what predict does per input: read, recognize, maybe write the
+annotated copy, and turn every problem with the file into a one-line error. `run_tasks` runs
+`process` over the inputs, here (`jobs=1`) or in `jobs` worker processes, each with its own
+interpreter, and yields the outcomes in input order as soon as each is ready.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import signal
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mnist_edge.runtime.classifier import DigitClassifier, native_stderr_silenced
+from mnist_edge.runtime.digits import FrameResult, recognize
+from mnist_edge.runtime.images import MAX_PIXELS, ImageReadError, decode_image
+from mnist_edge.runtime.live import draw_results
+
+IN_FLIGHT_PER_WORKER = 4  # tasks queued per worker: enough to keep it busy, few to wait on
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How each file is read; the same in every worker."""
+
+    max_pixels: int = MAX_PIXELS
+    min_confidence: float = 0.0
+    drop_weak: bool = False
+    quiet: bool = True  # keep the C decoders' own warnings off stderr
+
+
+@dataclass(frozen=True)
+class Task:
+    shown: str  # the input as printed
+    path: Path | None  # None when the input is already an error (missing, empty folder...)
+    error: str | None = None
+    annotated: Path | None = None  # where its annotated copy goes, if wanted
+
+
+@dataclass(frozen=True)
+class Outcome:
+    task: Task
+    result: FrameResult | None
+    error: str | None
+
+
+def read_digits(
+    path: str | os.PathLike,
+    classifier: DigitClassifier,
+    options: ReadOptions = ReadOptions(),
+    annotate: bool = False,
+) -> tuple[FrameResult, np.ndarray | None]:
+    """The digits in an image file (boxes in its own pixels), and its annotated copy if asked.
+
+    Decoded grey unless annotated (the recognizer works in grey), a big JPEG at a reduced
+    size; the annotated copy is drawn at the decoded size, with the recognizer's own boxes.
+    """
+    decoded = decode_image(path, options.max_pixels, grey=not annotate)
+    result = recognize(
+        decoded.pixels,
+        classifier,
+        min_confidence=options.min_confidence,
+        drop_weak=options.drop_weak,
+    )
+    drawn = draw_results(decoded.pixels, result) if annotate else None
+    digits = [dataclasses.replace(d, box=decoded.to_full(d.box)) for d in result.digits]
+    return dataclasses.replace(result, digits=digits), drawn
+
+
+def process(task: Task, classifier: DigitClassifier, options: ReadOptions) -> Outcome:
+    """One input, start to end; a problem with the file is its error, never an exception."""
+    if task.error is not None or task.path is None:
+        return Outcome(task, None, task.error or "no such file or directory")
+    annotate = task.annotated is not None
+    try:
+        if options.quiet:
+            with native_stderr_silenced():
+                result, drawn = read_digits(task.path, classifier, options, annotate)
+        else:
+            result, drawn = read_digits(task.path, classifier, options, annotate)
+    except ImageReadError as error:
+        return Outcome(task, None, error.reason)
+    if drawn is not None and task.annotated is not None:
+        try:
+            save_annotated_image(task.annotated, drawn)
+        except OSError as error:
+            return Outcome(task, result, f"cannot write the annotated image ({error})")
+    return Outcome(task, result, None)
+
+
+def save_annotated_image(target: Path, image: np.ndarray) -> Path:
+    """The image as a PNG at `target`, written atomically (a temporary file, then renamed)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ok, png = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"{target}: PNG encoding failed")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(png.tobytes())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+# -- in input order, here or in worker processes ------------------------------------------------
+
+
+def run_tasks(
+    tasks: Iterable[Task],
+    classifier: DigitClassifier,
+    options: ReadOptions,
+    jobs: int = 1,
+    worker_threads: int | None = None,
+) -> Iterator[Outcome]:
+    """`process` over the tasks, yielding outcomes in task order as each becomes ready.
+
+    `jobs` > 1: that many worker processes, each loading `classifier`'s model itself (with
+    `worker_threads` interpreter threads). A worker that dies (a crash in a native decoder,
+    the kernel's OOM killer) costs only the file it was on: see `_in_workers`.
+    """
+    if jobs <= 1:
+        for task in tasks:
+            yield process(task, classifier, options)
+        return
+    setup = (str(classifier.path), worker_threads, options)
+    yield from _in_workers(tasks, jobs, setup, _work)
+
+
+def _in_workers(
+    tasks: Iterable[Task], jobs: int, setup: tuple, work: Callable[[Task], Outcome]
+) -> Iterator[Outcome]:
+    """Ordered results from a pool of `jobs` processes, IN_FLIGHT_PER_WORKER tasks each queued.
+
+    If the pool breaks (a worker died), which of the queued tasks killed it is unknown: each
+    of them is then run again alone in a fresh pool, so only the file that kills a worker
+    again gets an error line, and the rest of the batch goes on.
+    """
+    queue: deque[tuple[Task, Future]] = deque()
+    todo = iter(tasks)
+    pool = _pool(jobs, setup)
+    try:
+        while True:
+            while len(queue) < jobs * IN_FLIGHT_PER_WORKER:
+                task = next(todo, None)
+                if task is None:
+                    break
+                queue.append((task, pool.submit(work, task)))
+            if not queue:
+                return
+            task, future = queue[0]
+            try:
+                outcome = future.result()
+            except BrokenProcessPool:
+                pool.shutdown(wait=False, cancel_futures=True)
+                suspects = [t for t, _ in queue]
+                queue.clear()
+                for suspect in suspects:
+                    yield _alone(suspect, setup, work)
+                pool = _pool(jobs, setup)
+                continue
+            queue.popleft()
+            yield outcome
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _alone(task: Task, setup: tuple, work: Callable[[Task], Outcome]) -> Outcome:
+    pool = _pool(1, setup)
+    try:
+        return pool.submit(work, task).result()
+    except BrokenProcessPool:
+        return Outcome(task, None, "the worker process reading it died (a crash, or out of memory)")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _pool(jobs: int, setup: tuple) -> ProcessPoolExecutor:
+    """Workers forked from a clean server process (forkserver) where there is one: cheap to
+    start, and no threads of this process (LiteRT's, OpenCV's) are copied half-way."""
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" in methods:
+        context.set_forkserver_preload([__name__])
+    return ProcessPoolExecutor(jobs, mp_context=context, initializer=_start, initargs=setup)
+
+
+_WORKER: dict = {}
+
+
+def _start(model: str, threads: int | None, options: ReadOptions) -> None:
+    # Ctrl+C reaches the whole process group: the parent stops the pool, workers finish
+    # their file quietly instead of each printing a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    with native_stderr_silenced():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate"
+        _WORKER["classifier"] = DigitClassifier(model, threads=threads)
+    _WORKER["options"] = options
+
+
+def _work(task: Task) -> Outcome:
+    return process(task, _WORKER["classifier"], _WORKER["options"])
