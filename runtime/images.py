@@ -1,7 +1,7 @@
 """Decode image files into what the digit finder takes: uint8, grey (HxW) or BGR (HxWx3).
 
 Before any pixel is decoded, the file is read as a regular file within a size limit
-(`inputs.read_regular_file`) and Pillow parses only its header: the format must be one the
+(`inputs.open_regular_file`) and Pillow parses only its header: the format must be one the
 README lists (PNG, JPEG, BMP, TIFF, WebP, GIF; nothing else reaches a decoder, so an EPS file
 named .png is never handed to Ghostscript), and the image must fit the pixel limit and the
 memory budget, so a decompression bomb (a few KB that decode to GBs) is refused without
@@ -22,7 +22,6 @@ OpenCV decodes PNG, JPEG, BMP, TIFF and WebP; Pillow decodes GIF and whatever Op
 
 from __future__ import annotations
 
-import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mnist_edge.runtime.inputs import ImageReadError, read_regular_file
+from mnist_edge.runtime.inputs import ImageReadError, RegularFile, open_regular_file
 
 # 64 MP: more than a 48 MP phone photo, far less than a bomb.
 MAX_PIXELS = 64_000_000
@@ -45,6 +44,7 @@ FILE_SLACK = 1 << 20  # metadata (EXIF, ICC profiles) on top of uncompressed pix
 # 3000x2250 phone photo is decoded at 750x563 (1/4), a 1920x1080 one at 960x540 (1/2).
 MIN_DECODED_SIDE = 720
 BAND_ROWS = 256  # rows converted at a time (16-bit, alpha, float)
+DIRECT_PIXELS = 4_000_000  # from this size on, decoded straight into our array (see below)
 
 # Pillow's format names -> the formats the README lists (MPO: a phone's multi-picture JPEG).
 FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "BMP": "BMP", "TIFF": "TIFF",
@@ -114,64 +114,96 @@ def decode_image(
 ) -> DecodedImage:
     """Decode an image file, a big JPEG at a reduced size whose long side stays >= min_side
     (None: full size), or raise ImageReadError with a one-line reason."""
-    data = read_regular_file(path, max_pixels * BYTES_PER_PIXEL + FILE_SLACK)
-    header = _open_header(path, data)
-    width, height = header.size
-    if width * height > max_pixels:
-        raise ImageReadError(
-            path,
-            f"{width}x{height} is {width * height:,} pixels, over the pixel limit of "
-            f"{max_pixels:,} (raise it with --max-pixels if the image is genuine)",
-        )
-    if width == 0 or height == 0:
-        raise ImageReadError(path, f"the image has no pixels ({width}x{height})")
-    plain = _is_plain(header, data)
-    channels, depth = _decoded_layout(header, data)
-    if not plain and width * height * channels * depth > max_pixels * BYTES_PER_PIXEL:
-        raise ImageReadError(
-            path,
-            f"{width}x{height} with {channels} channels of {8 * depth} bits takes "
-            f"{width * height * channels * depth:,} bytes to decode, over the "
-            f"{max_pixels * BYTES_PER_PIXEL:,} that the pixel limit allows (raise it with "
-            "--max-pixels if the image is genuine)",
-        )
-    orientation = _orientation(header)
-    try:
-        image = None
-        if _opencv_can_decode(header, data):
-            if plain:
-                grey_out = grey or header.mode in ("1", "L")
-                reduction = _reduction(header, min_side)
-                image = _imdecode(data, REDUCED[reduction, grey_out] | IGNORE_ORIENTATION)
-            else:  # 16-bit, alpha, float: as stored, converted below
-                image = _imdecode(data, cv2.IMREAD_UNCHANGED)
-        if image is None:  # Pillow's format, or OpenCV refused it: Pillow decides
-            image = _decode_with_pillow(path, header)
-            orientation = 1  # exif_transpose did it
-        image = to_uint8_bgr_or_gray(image, grey=grey)
-    except MemoryError:
-        raise ImageReadError(path, f"not enough memory to decode {width}x{height}") from None
+    with open_regular_file(path, max_pixels * BYTES_PER_PIXEL + FILE_SLACK) as file:
+        header = _open_header(path, file)
+        width, height = header.size
+        if width * height > max_pixels:
+            raise ImageReadError(
+                path,
+                f"{width}x{height} is {width * height:,} pixels, over the pixel limit of "
+                f"{max_pixels:,} (raise it with --max-pixels if the image is genuine)",
+            )
+        if width == 0 or height == 0:
+            raise ImageReadError(path, f"the image has no pixels ({width}x{height})")
+        depth = _bit_depth(header, file)
+        plain = header.mode in PLAIN_MODES and "transparency" not in header.info and depth == 8
+        channels = _stored_channels(header)
+        need = width * height * channels * ((depth + 7) // 8)
+        if not plain and need > max_pixels * BYTES_PER_PIXEL:
+            raise ImageReadError(
+                path,
+                f"{width}x{height} with {channels} channels of {depth} bits takes {need:,} "
+                f"bytes to decode, over the {max_pixels * BYTES_PER_PIXEL:,} that the pixel "
+                "limit allows (raise it with --max-pixels if the image is genuine)",
+            )
+        orientation = _orientation(header)
+        try:
+            image = None
+            if _opencv_can_decode(header, file):
+                if plain:
+                    grey_out = grey or header.mode in ("1", "L")
+                    k = _reduction(header, min_side)
+                    shape = (-(-height // k), -(-width // k)) + (() if grey_out else (3,))
+                    flags = REDUCED[k, grey_out] | IGNORE_ORIENTATION
+                    image = _opencv_decode(file, flags, shape, np.uint8)
+                else:  # 16-bit, alpha, float: as stored, converted below
+                    shape = _unchanged_shape(header, depth)
+                    dtype = np.uint16 if depth == 16 else np.uint8
+                    image = _opencv_decode(file, cv2.IMREAD_UNCHANGED, shape, dtype)
+            if image is None:  # Pillow's format, or OpenCV refused it: Pillow decides
+                image = _decode_with_pillow(path, header)
+                orientation = 1  # exif_transpose did it
+            image = to_uint8_bgr_or_gray(image, grey=grey)
+        except MemoryError:
+            reason = f"not enough memory to decode {width}x{height}"
+            raise ImageReadError(path, reason) from None
     image = _upright(image, orientation)
     size = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
     return DecodedImage(image, size)
 
 
-def _imdecode(data: bytes, flags: int) -> np.ndarray | None:
-    """OpenCV's decoder; None when it cannot (Pillow then decides, and says why)."""
+def _opencv_decode(
+    file: RegularFile, flags: int, shape: tuple[int, ...] | None, dtype: type
+) -> np.ndarray | None:
+    """OpenCV's decoder; None when it cannot (Pillow then decides, and says why).
+
+    A big image is decoded straight into an array made here, from the open file: decoding
+    from bytes in memory would hold the image twice at its peak (OpenCV's own buffer, then
+    the copy into numpy), and the compressed bytes too.
+    """
+    where = file.fd_path
+    if shape is not None and where is not None and np.prod(shape[:2]) >= DIRECT_PIXELS:
+        try:
+            if cv2.haveImageReader(where):  # else imread would hand back `out` untouched
+                out = np.empty(shape, dtype)
+                return cv2.imread(where, out, flags)
+        except (cv2.error, TypeError):  # a shape we did not foresee, an older OpenCV
+            pass
     try:
-        return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+        return cv2.imdecode(np.frombuffer(file.read_all(), np.uint8), flags)
     except cv2.error:  # its own limits or an allocation it could not make
         return None
 
 
-def _open_header(path: str | Path, data: bytes) -> Image.Image:
+def _unchanged_shape(header: Image.Image, depth: int) -> tuple[int, ...] | None:
+    """The shape IMREAD_UNCHANGED gives, where it is sure: else None (OpenCV allocates)."""
+    width, height = header.size
+    if depth not in (8, 16) or "transparency" in header.info:
+        return None
+    channels = {"RGBA": 4, "RGB": 3, "L": 1, "I;16": 1, "I;16B": 1, "I;16L": 1}.get(header.mode)
+    if channels is None:
+        return None
+    return (height, width) if channels == 1 else (height, width, channels)
+
+
+def _open_header(path: str | Path, file: RegularFile) -> Image.Image:
     """Pillow's lazy open: parses the header (size, mode, EXIF), decodes no pixels."""
     limit = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's warnings: ours are one line per file
             Image.MAX_IMAGE_PIXELS = None  # our limit applies, checked by the caller
-            header = Image.open(io.BytesIO(data), formats=PILLOW_PLUGINS)
+            header = Image.open(file.handle, formats=PILLOW_PLUGINS)
     except UnidentifiedImageError:
         reason = f"not an image (unknown or damaged format; {SUPPORTED} are read)"
         raise ImageReadError(path, reason) from None
@@ -184,34 +216,23 @@ def _open_header(path: str | Path, data: bytes) -> Image.Image:
     return header
 
 
-def _is_plain(header: Image.Image, data: bytes) -> bool:
-    """8-bit without transparency: the decoder's own output is already what we need."""
-    return (
-        header.mode in PLAIN_MODES
-        and "transparency" not in header.info
-        and _bit_depth(header, data) == 8
-    )
-
-
-def _bit_depth(header: Image.Image, data: bytes) -> int:
+def _bit_depth(header: Image.Image, file: RegularFile) -> int:
     if header.format == "PNG":
-        return max(8, data[24])  # IHDR is the first chunk; 1, 2, 4 bits are expanded to 8
+        return max(8, file.pread(1, 24)[0])  # IHDR comes first; 1, 2, 4 bits are expanded
     if header.format == "TIFF":
         bits = header.tag_v2.get(258, (8,))
         return max(8, max(bits) if isinstance(bits, tuple) else int(bits))
     return {"I;16": 16, "I;16B": 16, "I;16L": 16, "I": 32, "F": 32}.get(header.mode, 8)
 
 
-def _decoded_layout(header: Image.Image, data: bytes) -> tuple[int, int]:
-    """(channels, bytes per channel) of the array decoded as stored (IMREAD_UNCHANGED)."""
+def _stored_channels(header: Image.Image) -> int:
+    """Channels of the image decoded as stored (IMREAD_UNCHANGED; palettes expanded)."""
     mode = header.mode
     if mode in ("RGBA", "RGBa", "LA", "La", "PA", "CMYK") or "transparency" in header.info:
-        channels = 4
-    elif mode in ("RGB", "YCbCr", "P", "LAB", "HSV"):
-        channels = 3
-    else:
-        channels = 1
-    return channels, (_bit_depth(header, data) + 7) // 8
+        return 4
+    if mode in ("RGB", "YCbCr", "P", "LAB", "HSV"):
+        return 3
+    return 1
 
 
 def _reduction(header: Image.Image, min_side: int | None) -> int:
@@ -257,10 +278,10 @@ def _upright(image: np.ndarray, orientation: int) -> np.ndarray:
     return image
 
 
-def _opencv_can_decode(header: Image.Image, data: bytes) -> bool:
+def _opencv_can_decode(header: Image.Image, file: RegularFile) -> bool:
     if FORMATS[header.format] not in OPENCV_FORMATS and header.format != "MPO":
         return False
-    if header.format == "PNG" and not data.endswith(PNG_TRAILER):
+    if header.format == "PNG" and file.pread(12, file.size - 12) != PNG_TRAILER:
         return False  # truncated PNG: let Pillow say so (libpng would print to stderr first)
     return True
 

@@ -1,10 +1,11 @@
 """The inputs of `mnist-edge predict`: PATH arguments expanded, each file opened safely.
 
 `expand_inputs` turns files, folders and glob patterns into a list of inputs, in order, with a
-one-line error for a path that gives nothing. `read_regular_file` reads one of them: only a
+one-line error for a path that gives nothing. `open_regular_file` opens one of them: only a
 regular file (a FIFO, a device or a socket is refused from its stat, before anything is read;
 a symlink counts as what it points to, so one to /dev/zero is a device), and only up to a size
-limit, so neither a pipe nor an endless device can hang the batch or fill the memory.
+limit, so neither a pipe nor an endless device can hang the batch or fill the memory. It
+stays open while it is decoded: decoders read this very file, never the path again.
 `shown_path` is how a path is printed: file names that are not UTF-8 come out as their bytes
 in backslash escapes (b'caf\\xe9.png' -> 'caf\\xe9.png'), not as lone surrogates.
 """
@@ -14,6 +15,8 @@ from __future__ import annotations
 import glob
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +32,43 @@ class ImageReadError(Exception):
         self.reason = reason
 
 
-def read_regular_file(path: str | Path, limit: int) -> bytes:
-    """The bytes of a regular file of at most `limit` bytes, or raise ImageReadError.
+class RegularFile:
+    """An open regular file of a known size, read only as far as asked (at most its size)."""
+
+    def __init__(self, path: str | Path, fd: int, size: int) -> None:
+        self.path, self.fd, self.size = path, fd, size
+        self.handle = open(fd, "rb", closefd=True)  # noqa: SIM115 (closed by close())
+
+    def read_all(self) -> bytes:
+        try:
+            self.handle.seek(0)
+            data = self.handle.read(self.size)  # read(n) allocates n: the size, not the limit
+            grew = self.handle.read(1)
+        except OSError as error:
+            raise _unreadable(self.path, error) from None
+        if grew:
+            reason = "the file grew while it was read (still being written?)"
+            raise ImageReadError(self.path, reason)
+        return data
+
+    def pread(self, size: int, offset: int) -> bytes:
+        try:
+            return os.pread(self.fd, size, max(0, offset))
+        except OSError as error:
+            raise _unreadable(self.path, error) from None
+
+    @property
+    def fd_path(self) -> str | None:
+        """A name for this very open file (not its path, which may have been swapped since)."""
+        return f"/dev/fd/{self.fd}" if os.path.isdir("/dev/fd") else None
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+@contextmanager
+def open_regular_file(path: str | Path, limit: int) -> Iterator[RegularFile]:
+    """A regular file of at most `limit` bytes, open; or raise ImageReadError.
 
     Checked from stat before opening (a FIFO would block the open), then again on the open
     descriptor (opened non-blocking, so a path swapped for a FIFO in between cannot block).
@@ -46,21 +84,21 @@ def read_regular_file(path: str | Path, limit: int) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except OSError as error:
         raise _unreadable(path, error) from None
-    with open(fd, "rb", closefd=True) as handle:
+    try:
         info = os.fstat(fd)
         _check_kind(path, info)
         if info.st_size == 0:
             raise ImageReadError(path, "the file is empty")
         if info.st_size > limit:
             raise ImageReadError(path, _too_big(info.st_size, limit))
-        try:
-            data = handle.read(info.st_size)  # read(n) allocates n: the size, not the limit
-            grew = handle.read(1)
-        except OSError as error:
-            raise _unreadable(path, error) from None
-    if grew:
-        raise ImageReadError(path, "the file grew while it was read (still being written?)")
-    return data
+        file = RegularFile(path, fd, info.st_size)
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        yield file
+    finally:
+        file.close()
 
 
 def _unreadable(path: str | Path, error: OSError) -> ImageReadError:
