@@ -223,13 +223,13 @@ def files_benchmark(
     results: dict = {"files": len(paths), "timed": len(kept), "passes": passes}
     if not kept:
         return results
+    totals = {key: sum(per_file[key]) for key in FILE_STEPS}
     for key in FILE_STEPS:
         results[f"{key}_ms"] = round(statistics.median(per_file[key]) * 1e3, 3)
-        results[f"{key}_total_s"] = round(sum(per_file[key]), 3)
-    total = results["predict_total_s"]
-    results["predict_files_per_s"] = round(len(kept) / total, 1) if total else None
+        results[f"{key}_total_s"] = round(totals[key], 4)
+    results["predict_files_per_s"] = round(len(kept) / totals["predict"], 1)
     for key in ("imread", "imread_recognize"):
-        results[f"predict_vs_{key}"] = round(total / results[f"{key}_total_s"], 3)
+        results[f"predict_vs_{key}"] = round(totals["predict"] / totals[key], 3)
     return results
 
 

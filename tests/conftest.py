@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -65,3 +66,18 @@ def mutants(tmp_path_factory) -> dict[str, Path]:
     from tests.model_mutants import build_mutants
 
     return build_mutants(tmp_path_factory.mktemp("mutants"))
+
+
+@pytest.fixture(scope="session")
+def sure_digits(mnist, int8_model) -> list[tuple[np.ndarray, int]]:
+    """Three MNIST test digits of different classes that the model gets right, clean."""
+    from mnist_edge.runtime.classifier import DigitClassifier
+
+    probabilities = DigitClassifier(int8_model).predict(mnist.x_test[:300] / 255.0)
+    chosen: dict[int, int] = {}
+    for index, (p, label) in enumerate(zip(probabilities, mnist.y_test[:300], strict=True)):
+        if p.argmax() == label and p.max() > 0.99 and int(label) not in chosen:
+            chosen[int(label)] = index
+        if len(chosen) == 3:
+            break
+    return [(mnist.x_test[i], label) for label, i in chosen.items()]

@@ -33,21 +33,6 @@ print(json.dumps({"after_import": after_import, "tensorflow": tf, "code": code})
 """
 
 
-@pytest.fixture(scope="session")
-def sure_digits(mnist, int8_model) -> list[tuple[np.ndarray, int]]:
-    """Three MNIST test digits of different classes that the model gets right, clean."""
-    from mnist_edge.runtime.classifier import DigitClassifier
-
-    probabilities = DigitClassifier(int8_model).predict(mnist.x_test[:300] / 255.0)
-    chosen: dict[int, int] = {}
-    for index, (p, label) in enumerate(zip(probabilities, mnist.y_test[:300], strict=True)):
-        if p.argmax() == label and p.max() > 0.99 and int(label) not in chosen:
-            chosen[int(label)] = index
-        if len(chosen) == 3:
-            break
-    return [(mnist.x_test[i], label) for label, i in chosen.items()]
-
-
 def on_paper(digit: np.ndarray) -> np.ndarray:
     """The MNIST digit as dark ink on white paper, 3x bigger, with a margin: float ink 0..1."""
     ink = cv2.resize(digit, (84, 84), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255
