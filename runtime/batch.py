@@ -14,8 +14,9 @@ import multiprocessing
 import os
 import signal
 import tempfile
+import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ from mnist_edge.runtime.digits import FrameResult, recognize
 from mnist_edge.runtime.images import MAX_PIXELS, ImageReadError, decode_image
 from mnist_edge.runtime.live import draw_results
 
-IN_FLIGHT_PER_WORKER = 4  # tasks queued per worker: enough to keep it busy, few to wait on
+IN_FLIGHT_PER_WORKER = 4  # messages queued per worker: enough to keep it busy, few to wait on
+CHUNK = 8  # files per message to a worker, at most
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ def save_annotated_image(target: Path, image: np.ndarray) -> Path:
 
 
 def run_tasks(
-    tasks: Iterable[Task],
+    tasks: list[Task],
     classifier: DigitClassifier,
     options: ReadOptions,
     jobs: int = 1,
@@ -130,8 +132,10 @@ def run_tasks(
 ) -> Iterator[Outcome]:
     """`process` over the tasks, yielding outcomes in task order as each becomes ready.
 
-    `jobs` > 1: that many worker processes, each loading `classifier`'s model itself (with
-    `worker_threads` interpreter threads). A worker that dies (a crash in a native decoder,
+    `jobs` > 1: `jobs` processes read files, this one (with `classifier`) and `jobs - 1`
+    workers, each loading the same model itself (with `worker_threads` interpreter threads).
+    This one starts at once and the workers join when they are up (a fraction of a second),
+    so a short batch never waits for them. A worker that dies (a crash in a native decoder,
     the kernel's OOM killer) costs only the file it was on: see `_in_workers`.
     """
     if jobs <= 1:
@@ -139,51 +143,101 @@ def run_tasks(
             yield process(task, classifier, options)
         return
     setup = (str(classifier.path), worker_threads, options)
-    yield from _in_workers(tasks, jobs, setup, _work)
+    # Small files take a millisecond or two: sent one by one, the round trip to a worker
+    # would cost as much. A few per message, but enough messages to keep every worker busy.
+    chunk = max(1, min(CHUNK, len(tasks) // (jobs * IN_FLIGHT_PER_WORKER)))
+
+    def here(part: list[Task]) -> list[Outcome]:
+        return [process(task, classifier, options) for task in part]
+
+    yield from _in_workers(tasks, jobs - 1, setup, _work, chunk, here)
 
 
 def _in_workers(
-    tasks: Iterable[Task], jobs: int, setup: tuple, work: Callable[[Task], Outcome]
+    tasks: list[Task],
+    workers: int,
+    setup: tuple,
+    work: Callable[[list[Task]], list[Outcome]],
+    chunk: int = 1,
+    here: Callable[[list[Task]], list[Outcome]] | None = None,
 ) -> Iterator[Outcome]:
-    """Ordered results from a pool of `jobs` processes, IN_FLIGHT_PER_WORKER tasks each queued.
+    """Ordered results from a pool of `workers` processes, tasks sent `chunk` at a time, up to
+    IN_FLIGHT_PER_WORKER chunks per worker queued. With `here`, this process reads chunks
+    itself until a worker is up, and then whenever the oldest chunk sent is not back yet.
 
     If the pool breaks (a worker died), which of the queued tasks killed it is unknown: each
     of them is then run again alone in a fresh pool, so only the file that kills a worker
     again gets an error line, and the rest of the batch goes on.
     """
-    queue: deque[tuple[Task, Future]] = deque()
-    todo = iter(tasks)
-    pool = _pool(jobs, setup)
+    queue: deque[tuple[list[Task], Future, bool]] = deque()  # in task order; sent or here
+    chunks = (tasks[i : i + chunk] for i in range(0, len(tasks), chunk))
+    pool = _pool(workers, setup)
+    sent = 0  # chunks in the queue that went to the pool
     try:
+        if here is not None:  # until a worker is up, this process reads on its own
+            # (Starting the pool blocks until the server process has imported its modules:
+            # in a thread, so that reading starts at once.)
+            ready: list[Future] = []
+            starter = threading.Thread(target=lambda: ready.append(pool.submit(_ready)))
+            starter.start()
+            while starter.is_alive() or not ready[0].done():
+                part = next(chunks, None)
+                if part is None:
+                    starter.join()
+                    return
+                yield from here(part)
         while True:
-            while len(queue) < jobs * IN_FLIGHT_PER_WORKER:
-                task = next(todo, None)
-                if task is None:
+            while sent < workers * IN_FLIGHT_PER_WORKER:
+                part = next(chunks, None)
+                if part is None:
                     break
-                queue.append((task, pool.submit(work, task)))
+                queue.append((part, pool.submit(work, part), True))
+                sent += 1
             if not queue:
                 return
-            task, future = queue[0]
+            if here is not None and not queue[0][1].done():
+                part = next(chunks, None)
+                if part is not None:
+                    done: Future = Future()
+                    done.set_result(here(part))
+                    queue.append((part, done, False))
+                    continue
+            part, future, remote = queue.popleft()
             try:
-                outcome = future.result()
+                outcomes = future.result()
             except BrokenProcessPool:
                 pool.shutdown(wait=False, cancel_futures=True)
-                suspects = [t for t, _ in queue]
+                broken = [(part, future, remote), *queue]
                 queue.clear()
-                for suspect in suspects:
-                    yield _alone(suspect, setup, work)
-                pool = _pool(jobs, setup)
+                yield from _after_a_death(broken, setup, work)
+                sent = 0
+                pool = _pool(workers, setup)
                 continue
-            queue.popleft()
-            yield outcome
+            sent -= remote
+            yield from outcomes
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _alone(task: Task, setup: tuple, work: Callable[[Task], Outcome]) -> Outcome:
+def _after_a_death(
+    queued: list[tuple[list[Task], Future, bool]],
+    setup: tuple,
+    work: Callable[[list[Task]], list[Outcome]],
+) -> Iterator[Outcome]:
+    """The queued chunks, in order, once the pool broke: results that did come back as they
+    are; every task of the others run again alone."""
+    for part, future, _ in queued:
+        if future.done() and future.exception() is None:
+            yield from future.result()
+        else:
+            for task in part:
+                yield _alone(task, setup, work)
+
+
+def _alone(task: Task, setup: tuple, work: Callable[[list[Task]], list[Outcome]]) -> Outcome:
     pool = _pool(1, setup)
     try:
-        return pool.submit(work, task).result()
+        return pool.submit(work, [task]).result()[0]
     except BrokenProcessPool:
         return Outcome(task, None, "the worker process reading it died (a crash, or out of memory)")
     finally:
@@ -213,5 +267,9 @@ def _start(model: str, threads: int | None, options: ReadOptions) -> None:
     _WORKER["options"] = options
 
 
-def _work(task: Task) -> Outcome:
-    return process(task, _WORKER["classifier"], _WORKER["options"])
+def _ready() -> bool:
+    return True
+
+
+def _work(tasks: list[Task]) -> list[Outcome]:
+    return [process(task, _WORKER["classifier"], _WORKER["options"]) for task in tasks]

@@ -69,36 +69,42 @@ def hard_linked(folder: Path, sources: list[Path], count: int) -> Path:
     return folder
 
 
-def tree_rss_kb(pid: int) -> int:
-    """Resident memory of a process and all its descendants, in kB."""
-    total, todo = 0, [pid]
+def process_tree(pid: int) -> dict[int, tuple[int, float]]:
+    """{pid: (resident kB, CPU seconds so far)} of a process and all its descendants."""
+    found, todo = {}, [pid]
+    tick = os.sysconf("SC_CLK_TCK")
     while todo:
         p = todo.pop()
         try:
             status = Path(f"/proc/{p}/status").read_text()
-            total += int(next(x for x in status.splitlines() if x.startswith("VmRSS")).split()[1])
+            rss = int(next(x for x in status.splitlines() if x.startswith("VmRSS")).split()[1])
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            found[p] = (rss, (int(fields[11]) + int(fields[12])) / tick)  # utime + stime
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo.extend(int(c) for c in (task / "children").read_text().split())
-        except (OSError, StopIteration):
+        except (OSError, StopIteration, IndexError):
             continue
-    return total
+    return found
 
 
-def run_predict(args: list[str], sample_memory: bool = False) -> dict:
-    """The command's wall time, output lines with their arrival times, and sampled memory."""
+def run_predict(args: list[str]) -> dict:
+    """The command's wall time, output lines with their arrival times, and (sampled every
+    20 ms from /proc) the memory and CPU time of its process tree."""
     command = [sys.executable, "-m", "mnist_edge", "predict", "--json", *args]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     samples: list[tuple[float, int]] = []
+    cpu: dict[int, float] = {}  # the last CPU time seen of each process of the tree
     stop = threading.Event()
 
     def sample() -> None:
-        while not stop.wait(0.05):
-            samples.append((time.perf_counter() - start, tree_rss_kb(process.pid)))
+        while not stop.wait(0.02):
+            tree = process_tree(process.pid)
+            samples.append((time.perf_counter() - start, sum(r for r, _ in tree.values())))
+            cpu.update({p: c for p, (_, c) in tree.items()})
 
     sampler = threading.Thread(target=sample, daemon=True)
-    if sample_memory:
-        sampler.start()
+    sampler.start()
     lines, arrivals = [], []
     for line in process.stdout:
         lines.append(line)
@@ -108,7 +114,7 @@ def run_predict(args: list[str], sample_memory: bool = False) -> dict:
     stop.set()
     wall = time.perf_counter() - start
     return {"wall": wall, "lines": lines, "arrivals": arrivals, "code": process.returncode,
-            "stderr": stderr, "memory": samples}  # fmt: skip
+            "stderr": stderr, "memory": samples, "cpu": sum(cpu.values())}  # fmt: skip
 
 
 def score(text: str, label: str) -> int:
@@ -184,10 +190,13 @@ def main(frames, photos, jobs_files, jobs_runs, memory_files, passes, real, mode
                 (len(r["arrivals"]) - 1) / (r["arrivals"][-1] - r["arrivals"][0]) for r in rs
             )
             first = statistics.median(r["arrivals"][0] for r in rs)
+            cpu = statistics.median(r["cpu"] for r in rs)
             runs[jobs] = [{"wall": wall, "steady": steady, "first": first}]
             click.echo(
                 f"--jobs {jobs}: {wall:.2f} s whole command ({jobs_files / wall:.0f} files/s), "
-                f"first line after {first:.2f} s, steady {steady:.0f} files/s"
+                f"first line after {first:.2f} s, steady {steady:.0f} files/s; CPU "
+                f"{cpu:.2f} s in all processes ({cpu / jobs_files * 1e3:.2f} ms per file); "
+                f"walls {', '.join(format(r['wall'], '.2f') for r in rs)}"
             )
         a, b = runs[1][0], runs[2][0]
         click.echo(
@@ -198,7 +207,7 @@ def main(frames, photos, jobs_files, jobs_runs, memory_files, passes, real, mode
         click.echo(f"\n## memory: predict --json over {memory_files} phone photos")
         many = hard_linked(root / "many", phone, memory_files)
         for jobs in (1, 2):
-            r = run_predict(["--jobs", str(jobs), str(many)], sample_memory=True)
+            r = run_predict(["--jobs", str(jobs), str(many)])
             rss = [kb for _, kb in r["memory"]]
             tenth = max(1, len(rss) // 10)
             click.echo(

@@ -235,17 +235,18 @@ def test_progress_bar_only_on_a_terminal_never_in_stdout(tmp_path, int8_model, s
     assert few.returncode == 0 and terminal == ""  # a handful of files: no bar
 
 
-def _die_on_marked(task: Task) -> Outcome:
+def _die_on_marked(tasks: list[Task]) -> list[Outcome]:
     """A worker's work that kills the worker on one task, as a native crash would."""
-    if task.shown.endswith("die"):
+    if any(task.shown.endswith("die") for task in tasks):
         os._exit(7)
-    return Outcome(task, None, f"done {task.shown}")
+    return [Outcome(task, None, f"done {task.shown}") for task in tasks]
 
 
 def test_a_dying_worker_costs_only_its_file(int8_model):
     tasks = [Task(f"t{i}", None) for i in range(6)] + [Task("x-die", None)]
     tasks += [Task(f"u{i}", None) for i in range(6)]
-    outcomes = list(_in_workers(tasks, 2, (str(int8_model), 1, ReadOptions()), _die_on_marked))
+    setup = (str(int8_model), 1, ReadOptions())
+    outcomes = list(_in_workers(tasks, 2, setup, _die_on_marked, chunk=3))
     assert [o.task for o in outcomes] == tasks
     for outcome in outcomes:
         if outcome.task.shown == "x-die":
