@@ -69,17 +69,20 @@ def hard_linked(folder: Path, sources: list[Path], count: int) -> Path:
     return folder
 
 
-def process_tree(pid: int) -> dict[int, tuple[int, float]]:
-    """{pid: (resident kB, CPU seconds so far)} of a process and all its descendants."""
+def process_tree(pid: int) -> dict[int, tuple[int, int, float]]:
+    """{pid: (resident kB, proportional kB, CPU seconds so far)} of a process and all its
+    descendants. Proportional (PSS): pages shared by n processes count 1/n in each, so the
+    sum over the tree is what it really holds (workers share the server's imported code)."""
     found, todo = {}, [pid]
     tick = os.sysconf("SC_CLK_TCK")
     while todo:
         p = todo.pop()
         try:
-            status = Path(f"/proc/{p}/status").read_text()
-            rss = int(next(x for x in status.splitlines() if x.startswith("VmRSS")).split()[1])
+            rollup = Path(f"/proc/{p}/smaps_rollup").read_text().splitlines()
+            rss = int(next(x for x in rollup if x.startswith("Rss:")).split()[1])
+            pss = int(next(x for x in rollup if x.startswith("Pss:")).split()[1])
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            found[p] = (rss, (int(fields[11]) + int(fields[12])) / tick)  # utime + stime
+            found[p] = (rss, pss, (int(fields[11]) + int(fields[12])) / tick)  # utime + stime
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo.extend(int(c) for c in (task / "children").read_text().split())
         except (OSError, StopIteration, IndexError):
@@ -93,15 +96,16 @@ def run_predict(args: list[str]) -> dict:
     command = [sys.executable, "-m", "mnist_edge", "predict", "--json", *args]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[int, int]] = []  # (resident, proportional) kB of the whole tree
     cpu: dict[int, float] = {}  # the last CPU time seen of each process of the tree
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.wait(0.02):
             tree = process_tree(process.pid)
-            samples.append((time.perf_counter() - start, sum(r for r, _ in tree.values())))
-            cpu.update({p: c for p, (_, c) in tree.items()})
+            rss, pss = sum(t[0] for t in tree.values()), sum(t[1] for t in tree.values())
+            samples.append((rss, pss))
+            cpu.update({p: c for p, (_, _, c) in tree.items()})
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -208,12 +212,14 @@ def main(frames, photos, jobs_files, jobs_runs, memory_files, passes, real, mode
         many = hard_linked(root / "many", phone, memory_files)
         for jobs in (1, 2):
             r = run_predict(["--jobs", str(jobs), str(many)])
-            rss = [kb for _, kb in r["memory"]]
-            tenth = max(1, len(rss) // 10)
+            rss, pss = [kb for kb, _ in r["memory"]], [kb for _, kb in r["memory"]]
+            tenth = max(1, len(pss) // 10)
             click.echo(
-                f"--jobs {jobs}: peak {max(rss) / 1024:.0f} MB (process tree), peak in the "
-                f"first tenth {max(rss[:tenth]) / 1024:.0f} MB, in the last tenth "
-                f"{max(rss[-tenth:]) / 1024:.0f} MB; {len(r['lines'])} lines, exit {r['code']}"
+                f"--jobs {jobs}: peak {max(rss) / 1024:.0f} MB resident over the process tree "
+                f"(shared pages counted in each process; {max(pss) / 1024:.0f} MB proportional); "
+                f"peak in the first tenth of the run {max(rss[:tenth]) / 1024:.0f} MB, in the "
+                f"last tenth {max(rss[-tenth:]) / 1024:.0f} MB; {len(r['lines'])} lines, "
+                f"exit {r['code']}"
             )
     click.echo(f"\nload average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
 
