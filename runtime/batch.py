@@ -178,14 +178,18 @@ def _in_workers(
             # (Starting the pool blocks until the server process has imported its modules:
             # in a thread, so that reading starts at once.)
             ready: list[Future] = []
-            starter = threading.Thread(target=lambda: ready.append(pool.submit(_ready)))
+            starter = threading.Thread(target=_submit_quietly, args=(pool, ready), daemon=True)
             starter.start()
-            while starter.is_alive() or not ready[0].done():
+            while starter.is_alive() or (ready and not ready[0].done()):
                 part = next(chunks, None)
                 if part is None:
                     starter.join()
                     return
                 yield from here(part)
+            if not ready or ready[0].exception() is not None:  # no worker could start
+                for part in chunks:
+                    yield from here(part)
+                return
         while True:
             while sent < workers * IN_FLIGHT_PER_WORKER:
                 part = next(chunks, None)
@@ -269,6 +273,13 @@ def _start(model: str, threads: int | None, options: ReadOptions) -> None:
 
 def _ready() -> bool:
     return True
+
+
+def _submit_quietly(pool: ProcessPoolExecutor, ready: list[Future]) -> None:
+    try:
+        ready.append(pool.submit(_ready))
+    except Exception:  # the pool cannot start: this process reads everything itself
+        pass
 
 
 def _work(tasks: list[Task]) -> list[Outcome]:

@@ -23,7 +23,8 @@ from PIL import Image
 from mnist_edge.runtime.batch import ReadOptions, read_digits
 from mnist_edge.runtime.classifier import DigitClassifier, default_model
 from mnist_edge.runtime.digits import FrameResult, recognize
-from mnist_edge.runtime.images import MAX_PIXELS, pil_to_array, to_uint8_bgr_or_gray
+from mnist_edge.runtime.images import MAX_PIXELS
+from mnist_edge.runtime.pixels import pil_to_array, to_uint8_bgr_or_gray
 
 ImageLike = str | os.PathLike | np.ndarray | Image.Image
 

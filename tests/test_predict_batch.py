@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -253,6 +254,18 @@ def test_a_dying_worker_costs_only_its_file(int8_model):
             assert "worker process reading it died" in outcome.error
         else:
             assert outcome.error == f"done {outcome.task.shown}"
+
+
+def test_workers_that_cannot_start_leave_the_work_here(tmp_path):
+    tasks = [Task(f"t{i}", None) for i in range(60)]
+
+    def here(part: list[Task]) -> list[Outcome]:
+        time.sleep(0.1)  # slow enough that the pool fails long before the end
+        return [Outcome(task, None, f"here {task.shown}") for task in part]
+
+    setup = (str(tmp_path / "missing.tflite"), 1, ReadOptions())  # every worker's start fails
+    outcomes = list(_in_workers(tasks, 1, setup, _die_on_marked, chunk=2, here=here))
+    assert [o.error for o in outcomes] == [f"here t{i}" for i in range(60)]
 
 
 def test_jobs_output_equals_jobs_1_with_annotated(tmp_path, int8_model, sure_digits, monkeypatch):
