@@ -11,6 +11,7 @@ The issue 13 targets, measured on files made here into a temporary folder (delet
   text of a full-size colour decode (what predict did before reduced decoding);
 - `predict --json --jobs 1` and `--jobs 2` over --jobs-files frames, in turns, whole-command
   wall time and steady-state rate (first to last output line); the outputs must be equal;
+  and, as a control, how two plain CPU-bound processes scale on the machine at that time;
 - the peak resident memory of `predict --json` (the whole process tree, sampled from /proc)
   over --memory-files phone photos (the distinct photos hard-linked over and over), and
   how it moves from the first tenth of the run to the end.
@@ -121,6 +122,30 @@ def run_predict(args: list[str]) -> dict:
             "stderr": stderr, "memory": samples, "cpu": sum(cpu.values())}  # fmt: skip
 
 
+def _spin(seconds: float) -> None:
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        pass
+
+
+def machine_scaling(seconds: float = 1.0) -> float:
+    """How much more CPU work two processes get done than one in the same time, here and
+    now: 2.0 on two free cores, about 1.0 when other programs keep both cores busy."""
+    import multiprocessing
+
+    def wall(n: int) -> float:
+        start = time.perf_counter()
+        spinners = [multiprocessing.Process(target=_spin, args=(seconds,)) for _ in range(n)]
+        for p in spinners:
+            p.start()
+        for p in spinners:
+            p.join()
+        return time.perf_counter() - start
+
+    one, two = wall(1), wall(2)
+    return 2 * one / two
+
+
 def score(text: str, label: str) -> int:
     return len(label) - edit_distance(text, label)
 
@@ -203,6 +228,8 @@ def main(frames, photos, jobs_files, jobs_runs, memory_files, passes, real, mode
                 f"walls {', '.join(format(r['wall'], '.2f') for r in rs)}"
             )
         a, b = runs[1][0], runs[2][0]
+        click.echo(f"the machine itself: two CPU-bound processes do {machine_scaling():.2f}x "
+                   "the work of one in the same time (2.0 on two free cores)")  # fmt: skip
         click.echo(
             f"--jobs 2 / --jobs 1: {a['wall'] / b['wall']:.2f}x files/s (whole command), "
             f"{b['steady'] / a['steady']:.2f}x (steady); outputs equal: {same}"
