@@ -25,7 +25,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mnist_edge.runtime.classifier import DigitClassifier, native_stderr_silenced
+from mnist_edge.runtime.classifier import (
+    DigitClassifier,
+    ModelOutputError,
+    native_stderr_silenced,
+)
 from mnist_edge.runtime.digits import FrameResult, recognize
 from mnist_edge.runtime.images import MAX_PIXELS, ImageReadError, decode_image
 from mnist_edge.runtime.live import draw_results
@@ -95,6 +99,8 @@ def process(task: Task, classifier: DigitClassifier, options: ReadOptions) -> Ou
             result, drawn = read_digits(task.path, classifier, options, annotate)
     except ImageReadError as error:
         return Outcome(task, None, error.reason)
+    except ModelOutputError as error:  # NaN or 75.2 for this image; other ModelErrors end all
+        return Outcome(task, None, str(error))
     if drawn is not None and task.annotated is not None:
         try:
             save_annotated_image(task.annotated, drawn)
@@ -129,11 +135,14 @@ def run_tasks(
     options: ReadOptions,
     jobs: int = 1,
     worker_threads: int | None = None,
+    ignore_card: bool = False,
 ) -> Iterator[Outcome]:
     """`process` over the tasks, yielding outcomes in task order as each becomes ready.
 
     `jobs` > 1: `jobs` processes read files, this one (with `classifier`) and `jobs - 1`
-    workers, each loading the same model itself (with `worker_threads` interpreter threads).
+    workers, each loading the same model itself (with `worker_threads` interpreter threads,
+    and `ignore_card` as `classifier` was loaded). A ModelError other than a bad output for
+    one image (the model hangs) ends the run, from a worker as from here.
     This one starts at once and the workers join when they are up (a fraction of a second),
     so a short batch never waits for them. A worker that dies (a crash in a native decoder,
     the kernel's OOM killer) costs only the file it was on: see `_in_workers`.
@@ -142,7 +151,7 @@ def run_tasks(
         for task in tasks:
             yield process(task, classifier, options)
         return
-    setup = (str(classifier.path), worker_threads, options)
+    setup = (str(classifier.path), worker_threads, options, ignore_card)
     # Small files take a millisecond or two: sent one by one, the round trip to a worker
     # would cost as much. A few per message, but enough messages to keep every worker busy.
     chunk = max(1, min(CHUNK, len(tasks) // (jobs * IN_FLIGHT_PER_WORKER)))
@@ -261,13 +270,13 @@ def _pool(jobs: int, setup: tuple) -> ProcessPoolExecutor:
 _WORKER: dict = {}
 
 
-def _start(model: str, threads: int | None, options: ReadOptions) -> None:
+def _start(model: str, threads: int | None, options: ReadOptions, ignore_card: bool) -> None:
     # Ctrl+C reaches the whole process group: the parent stops the pool, workers finish
     # their file quietly instead of each printing a KeyboardInterrupt traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     with native_stderr_silenced():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate"
-        _WORKER["classifier"] = DigitClassifier(model, threads=threads)
+        _WORKER["classifier"] = DigitClassifier(model, threads, ignore_card)
     _WORKER["options"] = options
 
 

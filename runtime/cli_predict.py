@@ -8,17 +8,20 @@ annotated copies go.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
 from mnist_edge.runtime.batch import ReadOptions, Task, run_tasks
-from mnist_edge.runtime.cli_common import load_classifier, model_options
+from mnist_edge.runtime.classifier import ModelError
+from mnist_edge.runtime.cli_common import IGNORE_CARD, load_classifier, model_options
 from mnist_edge.runtime.digits import FrameResult
 from mnist_edge.runtime.images import MAX_PIXELS
 from mnist_edge.runtime.inputs import ImageInput, expand_inputs, shown_path
@@ -89,13 +92,14 @@ def predict(
     jobs = min(jobs or os.cpu_count() or 1, max(1, readable))
     options = ReadOptions(max_pixels, min_confidence, drop_weak, quiet=not verbose)
     # Several workers share the cores: one interpreter thread each, unless told otherwise.
-    outcomes = run_tasks(tasks, classifier, options, jobs, threads or 1)
+    ignore_card = bool(ctx.meta.get(IGNORE_CARD))
+    outcomes = run_tasks(tasks, classifier, options, jobs, threads or 1, ignore_card)
 
     width = max(len(table_path(item.shown)) for item in inputs)
     if not as_json:
         click.echo(f"{'path':<{width}}  {'number':<{NUMBER_WIDTH}}  digits (confidence; ? = weak)")
     failed = 0
-    with Output(len(tasks)) as out:
+    with Output(len(tasks)) as out, _model_errors_end_the_run():
         for outcome in outcomes:
             task, result, error = outcome.task, outcome.result, outcome.error
             failed += error is not None
@@ -113,6 +117,16 @@ def predict(
     if failed:
         click.echo(f"Error: {failed} of {len(inputs)} inputs failed", err=True)
         ctx.exit(1)
+
+
+@contextlib.contextmanager
+def _model_errors_end_the_run() -> Iterator[None]:
+    """A model that hangs or fails (not merely a bad output for one image): nothing can go
+    on, one line and exit 1."""
+    try:
+        yield
+    except ModelError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def table_row(shown: str, width: int, result: FrameResult | None, error: str | None) -> str:

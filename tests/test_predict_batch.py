@@ -246,7 +246,7 @@ def _die_on_marked(tasks: list[Task]) -> list[Outcome]:
 def test_a_dying_worker_costs_only_its_file(int8_model):
     tasks = [Task(f"t{i}", None) for i in range(6)] + [Task("x-die", None)]
     tasks += [Task(f"u{i}", None) for i in range(6)]
-    setup = (str(int8_model), 1, ReadOptions())
+    setup = (str(int8_model), 1, ReadOptions(), False)
     outcomes = list(_in_workers(tasks, 2, setup, _die_on_marked, chunk=3))
     assert [o.task for o in outcomes] == tasks
     for outcome in outcomes:
@@ -263,7 +263,7 @@ def test_workers_that_cannot_start_leave_the_work_here(tmp_path):
         time.sleep(0.1)  # slow enough that the pool fails long before the end
         return [Outcome(task, None, f"here {task.shown}") for task in part]
 
-    setup = (str(tmp_path / "missing.tflite"), 1, ReadOptions())  # every worker's start fails
+    setup = (str(tmp_path / "missing.tflite"), 1, ReadOptions(), False)  # no worker starts
     outcomes = list(_in_workers(tasks, 1, setup, _die_on_marked, chunk=2, here=here))
     assert [o.error for o in outcomes] == [f"here t{i}" for i in range(60)]
 
@@ -396,3 +396,32 @@ def test_bench_files_json(tmp_path, int8_model, sure_digits):
     for key in ("imread_ms", "imread_recognize_ms", "decode_ms", "predict_ms"):
         assert report[key] > 0
     assert report["predict_vs_imread"] > 0 and report["predict_files_per_s"] > 0
+
+
+def test_jobs_2_with_model_troubles_as_jobs_1(tmp_path, int8_model, sure_digits, mutants):
+    """Bad outputs are an error line per image, from a worker as from here; --ignore-card
+    reaches the workers (a damaged copy of the model, its card beside it)."""
+    for i, (digit, _) in enumerate(sure_digits * 4):
+        cv2.imwrite(str(tmp_path / f"d{i:02d}.png"), paper_digit(digit))
+    cv2.imwrite(str(tmp_path / "blank.png"), np.full((100, 100), 255, np.uint8))
+    model = tmp_path / "models" / "mnist_int8.tflite"
+    model.parent.mkdir()
+    content = bytearray(int8_model.read_bytes())
+    content[len(content) // 2] ^= 0x01  # one bit of a weight: runs, but not what its card says
+    model.write_bytes(bytes(content))
+    model.with_suffix(".json").write_bytes(int8_model.with_suffix(".json").read_bytes())
+
+    runs = {}
+    for name, args in {
+        "nan": ["--model", str(mutants["nan_output"])],
+        "ignore_card": ["--model", str(model), "--ignore-card"],
+    }.items():
+        one = predict(["--json", *args, "--jobs", "1", "."], cwd=tmp_path)
+        two = predict(["--json", *args, "--jobs", "2", "."], cwd=tmp_path)
+        assert (two.stdout, two.stderr, two.returncode) == (one.stdout, one.stderr, one.returncode)
+        assert len(one.stdout.splitlines()) == 13
+        runs[name] = one
+    assert runs["nan"].returncode == 1 and runs["nan"].stdout.count("not a probability") == 12
+    assert runs["ignore_card"].returncode == 0
+    refused = predict(["--json", "--model", str(model), "--jobs", "2", "."], cwd=tmp_path)
+    assert refused.returncode == 1 and "does not match its model card" in refused.stderr
