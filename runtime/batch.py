@@ -31,7 +31,7 @@ from mnist_edge.runtime.classifier import (
     native_stderr_silenced,
 )
 from mnist_edge.runtime.digits import FrameResult, recognize
-from mnist_edge.runtime.images import MAX_PIXELS, ImageReadError, decode_image
+from mnist_edge.runtime.images import MAX_PIXELS, ImageReadError, decode_file
 from mnist_edge.runtime.live import draw_results
 
 IN_FLIGHT_PER_WORKER = 4  # messages queued per worker: enough to keep it busy, few to wait on
@@ -74,7 +74,7 @@ def read_digits(
     Decoded grey unless annotated (the recognizer works in grey), a big JPEG at a reduced
     size; the annotated copy is drawn at the decoded size, with the recognizer's own boxes.
     """
-    decoded = decode_image(path, options.max_pixels, grey=not annotate)
+    decoded = decode_file(path, options.max_pixels, grey=not annotate)
     result = recognize(
         decoded.pixels,
         classifier,

@@ -22,7 +22,7 @@ from mnist_edge.runtime.batch import ReadOptions, Task, process
 from mnist_edge.runtime.camera import VideoFileSource
 from mnist_edge.runtime.classifier import DigitClassifier
 from mnist_edge.runtime.digits import recognize
-from mnist_edge.runtime.images import MAX_PIXELS, ImageReadError, decode_image
+from mnist_edge.runtime.images import MAX_PIXELS, ImageReadError, decode_file
 from mnist_edge.runtime.live import run_live
 
 FRAME_SIZE = (480, 640)  # (h, w)
@@ -187,7 +187,7 @@ def files_benchmark(
 
     Per file, in turns (so a slow moment of the machine weighs on all alike): a plain
     full-size `cv2.imread` (what any program pays to look at the file), `recognize` on that,
-    predict's own decoding (`decode_image`: grey, a big JPEG reduced), and predict's whole
+    predict's own decoding (`decode_file`: grey, a big JPEG reduced), and predict's whole
     work on the file (`batch.process` plus its JSON line). Median over `passes` per file, then
     the median over files; totals are sums of the per-file medians.
     """
@@ -203,7 +203,7 @@ def files_benchmark(
                 recognize(image, classifier)
             recognized = time.perf_counter()
             try:
-                decode_image(path, max_pixels)
+                decode_file(path, max_pixels)
             except ImageReadError:
                 pass
             own_decode = time.perf_counter()

@@ -29,7 +29,13 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mnist_edge.runtime.inputs import ImageReadError, RegularFile, open_regular_file
+from mnist_edge.runtime.inputs import (
+    ImageReadError,
+    MemoryFile,
+    RegularFile,
+    open_regular_file,
+    too_big,
+)
 from mnist_edge.runtime.pixels import pil_to_array, to_uint8_bgr_or_gray, upright
 
 # 64 MP: more than a 48 MP phone photo, far less than a bomb.
@@ -70,6 +76,7 @@ __all__ = [
     "MAX_PIXELS",
     "DecodedImage",
     "ImageReadError",
+    "decode_file",
     "decode_image",
     "pil_to_array",
     "read_image",
@@ -102,10 +109,10 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, grey: bool = Fals
 
     Full size; `grey` decodes straight to grey (colour images too).
     """
-    return decode_image(path, max_pixels, grey=grey, min_side=None).pixels
+    return decode_file(path, max_pixels, grey=grey, min_side=None).pixels
 
 
-def decode_image(
+def decode_file(
     path: str | Path,
     max_pixels: int = MAX_PIXELS,
     grey: bool = False,
@@ -114,55 +121,73 @@ def decode_image(
     """Decode an image file, a big JPEG at a reduced size whose long side stays >= min_side
     (None: full size), or raise ImageReadError with a one-line reason."""
     with open_regular_file(path, max_pixels * BYTES_PER_PIXEL + FILE_SLACK) as file:
-        header = _open_header(path, file)
-        width, height = header.size
-        if width * height > max_pixels:
-            raise ImageReadError(
-                path,
-                f"{width}x{height} is {width * height:,} pixels, over the pixel limit of "
-                f"{max_pixels:,} (raise it with --max-pixels if the image is genuine)",
-            )
-        if width == 0 or height == 0:
-            raise ImageReadError(path, f"the image has no pixels ({width}x{height})")
-        depth = _bit_depth(header, file)
-        plain = header.mode in PLAIN_MODES and "transparency" not in header.info and depth == 8
-        channels = _stored_channels(header)
-        need = width * height * channels * ((depth + 7) // 8)
-        if not plain and need > max_pixels * BYTES_PER_PIXEL:
-            raise ImageReadError(
-                path,
-                f"{width}x{height} with {channels} channels of {depth} bits takes {need:,} "
-                f"bytes to decode, over the {max_pixels * BYTES_PER_PIXEL:,} that the pixel "
-                "limit allows (raise it with --max-pixels if the image is genuine)",
-            )
-        orientation = _orientation(header)
-        try:
-            image = None
-            if _opencv_can_decode(header, file):
-                if plain:
-                    grey_out = grey or header.mode in ("1", "L")
-                    k = _reduction(header, min_side)
-                    shape = (-(-height // k), -(-width // k)) + (() if grey_out else (3,))
-                    flags = REDUCED[k, grey_out] | IGNORE_ORIENTATION
-                    image = _opencv_decode(file, flags, shape, np.uint8)
-                else:  # 16-bit, alpha, float: as stored, converted below
-                    shape = _unchanged_shape(header, depth)
-                    dtype = np.uint16 if depth == 16 else np.uint8
-                    image = _opencv_decode(file, cv2.IMREAD_UNCHANGED, shape, dtype)
-            if image is None:  # Pillow's format, or OpenCV refused it: Pillow decides
-                image = _decode_with_pillow(path, header)
-                orientation = 1  # exif_transpose did it
-            image = to_uint8_bgr_or_gray(image, grey=grey)
-        except MemoryError:
-            reason = f"not enough memory to decode {width}x{height}"
-            raise ImageReadError(path, reason) from None
+        return _decode(file, path, max_pixels, grey, min_side)
+
+
+def decode_image(data: bytes, path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """`read_image` for bytes already in memory (an upload); `path` names them in errors."""
+    if len(data) > max_pixels * BYTES_PER_PIXEL + FILE_SLACK:
+        raise ImageReadError(path, too_big(len(data), max_pixels * BYTES_PER_PIXEL + FILE_SLACK))
+    return _decode(MemoryFile(path, data), path, max_pixels, grey=False, min_side=None).pixels
+
+
+def _decode(
+    file: RegularFile | MemoryFile,
+    path: str | Path,
+    max_pixels: int,
+    grey: bool,
+    min_side: int | None,
+) -> DecodedImage:
+    """The checks and the decoding, from an open file or bytes in memory."""
+    header = _open_header(path, file)
+    width, height = header.size
+    if width * height > max_pixels:
+        raise ImageReadError(
+            path,
+            f"{width}x{height} is {width * height:,} pixels, over the pixel limit of "
+            f"{max_pixels:,} (raise it with --max-pixels if the image is genuine)",
+        )
+    if width == 0 or height == 0:
+        raise ImageReadError(path, f"the image has no pixels ({width}x{height})")
+    depth = _bit_depth(header, file)
+    plain = header.mode in PLAIN_MODES and "transparency" not in header.info and depth == 8
+    channels = _stored_channels(header)
+    need = width * height * channels * ((depth + 7) // 8)
+    if not plain and need > max_pixels * BYTES_PER_PIXEL:
+        raise ImageReadError(
+            path,
+            f"{width}x{height} with {channels} channels of {depth} bits takes {need:,} "
+            f"bytes to decode, over the {max_pixels * BYTES_PER_PIXEL:,} that the pixel "
+            "limit allows (raise it with --max-pixels if the image is genuine)",
+        )
+    orientation = _orientation(header)
+    try:
+        image = None
+        if _opencv_can_decode(header, file):
+            if plain:
+                grey_out = grey or header.mode in ("1", "L")
+                k = _reduction(header, min_side)
+                shape = (-(-height // k), -(-width // k)) + (() if grey_out else (3,))
+                flags = REDUCED[k, grey_out] | IGNORE_ORIENTATION
+                image = _opencv_decode(file, flags, shape, np.uint8)
+            else:  # 16-bit, alpha, float: as stored, converted below
+                shape = _unchanged_shape(header, depth)
+                dtype = np.uint16 if depth == 16 else np.uint8
+                image = _opencv_decode(file, cv2.IMREAD_UNCHANGED, shape, dtype)
+        if image is None:  # Pillow's format, or OpenCV refused it: Pillow decides
+            image = _decode_with_pillow(path, header)
+            orientation = 1  # exif_transpose did it
+        image = to_uint8_bgr_or_gray(image, grey=grey)
+    except MemoryError:
+        reason = f"not enough memory to decode {width}x{height}"
+        raise ImageReadError(path, reason) from None
     image = upright(image, orientation)
     size = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
     return DecodedImage(image, size)
 
 
 def _opencv_decode(
-    file: RegularFile, flags: int, shape: tuple[int, ...] | None, dtype: type
+    file: RegularFile | MemoryFile, flags: int, shape: tuple[int, ...] | None, dtype: type
 ) -> np.ndarray | None:
     """OpenCV's decoder; None when it cannot (Pillow then decides, and says why).
 
@@ -195,7 +220,7 @@ def _unchanged_shape(header: Image.Image, depth: int) -> tuple[int, ...] | None:
     return (height, width) if channels == 1 else (height, width, channels)
 
 
-def _open_header(path: str | Path, file: RegularFile) -> Image.Image:
+def _open_header(path: str | Path, file: RegularFile | MemoryFile) -> Image.Image:
     """Pillow's lazy open: parses the header (size, mode, EXIF), decodes no pixels."""
     limit = Image.MAX_IMAGE_PIXELS
     try:
@@ -215,7 +240,7 @@ def _open_header(path: str | Path, file: RegularFile) -> Image.Image:
     return header
 
 
-def _bit_depth(header: Image.Image, file: RegularFile) -> int:
+def _bit_depth(header: Image.Image, file: RegularFile | MemoryFile) -> int:
     if header.format == "PNG":
         return max(8, file.pread(1, 24)[0])  # IHDR comes first; 1, 2, 4 bits are expanded
     if header.format == "TIFF":
@@ -258,7 +283,7 @@ def _orientation(header: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _opencv_can_decode(header: Image.Image, file: RegularFile) -> bool:
+def _opencv_can_decode(header: Image.Image, file: RegularFile | MemoryFile) -> bool:
     if FORMATS[header.format] not in OPENCV_FORMATS and header.format != "MPO":
         return False
     if header.format == "PNG" and file.pread(12, file.size - 12) != PNG_TRAILER:

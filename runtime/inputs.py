@@ -13,6 +13,7 @@ in backslash escapes (b'caf\\xe9.png' -> 'caf\\xe9.png'), not as lone surrogates
 from __future__ import annotations
 
 import glob
+import io
 import os
 import stat
 from collections.abc import Iterator
@@ -66,6 +67,22 @@ class RegularFile:
         self.handle.close()
 
 
+class MemoryFile:
+    """An image's bytes already in memory (an upload), read as a RegularFile is."""
+
+    fd_path = None  # no descriptor: decoders take the bytes
+
+    def __init__(self, path: str | Path, data: bytes) -> None:
+        self.path, self.data, self.size = path, data, len(data)
+        self.handle = io.BytesIO(data)
+
+    def read_all(self) -> bytes:
+        return self.data
+
+    def pread(self, size: int, offset: int) -> bytes:
+        return self.data[max(0, offset) : max(0, offset) + size]
+
+
 @contextmanager
 def open_regular_file(path: str | Path, limit: int) -> Iterator[RegularFile]:
     """A regular file of at most `limit` bytes, open; or raise ImageReadError.
@@ -90,7 +107,7 @@ def open_regular_file(path: str | Path, limit: int) -> Iterator[RegularFile]:
         if info.st_size == 0:
             raise ImageReadError(path, "the file is empty")
         if info.st_size > limit:
-            raise ImageReadError(path, _too_big(info.st_size, limit))
+            raise ImageReadError(path, too_big(info.st_size, limit))
         file = RegularFile(path, fd, info.st_size)
     except BaseException:
         os.close(fd)
@@ -125,7 +142,7 @@ def _check_kind(path: str | Path, info: os.stat_result) -> None:
     raise ImageReadError(path, f"is {kind}, not a regular file: not read")
 
 
-def _too_big(size: int, limit: int) -> str:
+def too_big(size: int, limit: int) -> str:
     return (
         f"the file is {size:,} bytes, over the limit of {limit:,} bytes that --max-pixels "
         "sets (raise it if the image is genuine)"

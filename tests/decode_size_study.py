@@ -21,7 +21,7 @@ import numpy as np
 
 from mnist_edge.runtime.classifier import DigitClassifier
 from mnist_edge.runtime.digits import recognize
-from mnist_edge.runtime.images import MIN_DECODED_SIDE, decode_image
+from mnist_edge.runtime.images import MIN_DECODED_SIDE, decode_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SIDES = (160, 240, 320, 400, 480, 640, 800, 1000, 1280, 1600, 2000)
@@ -82,7 +82,7 @@ def main(photos: str, model: str) -> None:
             readings[name] = recognize(gray, classifier).text
         rows.append((f"JPEGs at libjpeg 1/{k}", score(readings, labels)))
     readings = {
-        n: recognize(decode_image(folder / n, grey=True).pixels, classifier).text for n in full
+        n: recognize(decode_file(folder / n, grey=True).pixels, classifier).text for n in full
     }
     rows.append(
         (f"as predict decodes (MIN_DECODED_SIDE {MIN_DECODED_SIDE})", score(readings, labels))

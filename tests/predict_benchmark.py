@@ -37,7 +37,7 @@ import numpy as np
 from mnist_edge.runtime.bench import files_benchmark, synthetic_frame
 from mnist_edge.runtime.classifier import DigitClassifier
 from mnist_edge.runtime.digits import recognize
-from mnist_edge.runtime.images import decode_image
+from mnist_edge.runtime.images import decode_file
 from tests.decode_size_study import edit_distance
 from tests.synthetic import camera_frame, sample_numbers
 
@@ -157,7 +157,7 @@ def real_photo_texts(folder: Path, classifier: DigitClassifier) -> list[str]:
     full, reduced, changed = [], [], []
     for name, label in labels.items():
         a = recognize(cv2.imread(str(folder / name)), classifier).text
-        b = recognize(decode_image(folder / name, grey=True).pixels, classifier).text
+        b = recognize(decode_file(folder / name, grey=True).pixels, classifier).text
         full.append((a == label, score(a, label)))
         reduced.append((b == label, score(b, label)))
         if a != b:

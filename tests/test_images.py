@@ -16,6 +16,7 @@ from mnist_edge.runtime import images
 from mnist_edge.runtime.images import (
     MIN_DECODED_SIDE,
     ImageReadError,
+    decode_file,
     decode_image,
     read_image,
     to_uint8_bgr_or_gray,
@@ -207,7 +208,7 @@ def test_every_exif_orientation_as_pillow_turns_it(tmp_path, orientation):
     Image.fromarray(rgb).save(path, quality=98, exif=exif)
 
     expected = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
-    colour = decode_image(path, min_side=None)
+    colour = decode_file(path, min_side=None)
     assert colour.pixels.shape == expected.shape
     assert colour.size == (expected.shape[1], expected.shape[0])
     assert np.abs(colour.pixels[:, :, ::-1].astype(int) - expected).mean() < 2
@@ -259,9 +260,9 @@ def test_big_images_decoded_in_place_as_from_bytes(tmp_path, monkeypatch):
     for name, path in paths.items():
         for grey in (False, True):
             monkeypatch.setattr(images, "DIRECT_PIXELS", 10**12)
-            from_bytes = decode_image(path, grey=grey)
+            from_bytes = decode_file(path, grey=grey)
             monkeypatch.setattr(images, "DIRECT_PIXELS", 1)
-            direct = decode_image(path, grey=grey)
+            direct = decode_file(path, grey=grey)
             assert np.array_equal(direct.pixels, from_bytes.pixels), (name, grey)
             assert direct.size == from_bytes.size
 
@@ -273,18 +274,18 @@ def test_big_jpeg_decoded_reduced_keeping_the_full_size(tmp_path):
     exif[0x0112] = 6  # stored sideways: 3000 wide as stored, 2250 wide as seen
     Image.fromarray(frame).save(path, quality=90, exif=exif)
 
-    decoded = decode_image(path, grey=True)
+    decoded = decode_file(path, grey=True)
     assert decoded.size == (2250, 3000)
     assert decoded.pixels.shape == (750, 563)  # 1/4: the long side 750 >= MIN_DECODED_SIDE
     assert max(decoded.pixels.shape) >= MIN_DECODED_SIDE
     assert decoded.to_full((0, 0, 563, 750)) == (0, 0, 2250, 3000)
     assert decoded.to_full((100, 200, 10, 20)) == (399, 800, 41, 80)
-    assert decode_image(path, min_side=None).pixels.shape == (3000, 2250)
-    assert decode_image(path, min_side=3000).pixels.shape[:2] == (3000, 2250)
-    assert decode_image(path, min_side=1500).pixels.shape[:2] == (1500, 1125)
+    assert decode_file(path, min_side=None).pixels.shape == (3000, 2250)
+    assert decode_file(path, min_side=3000).pixels.shape[:2] == (3000, 2250)
+    assert decode_file(path, min_side=1500).pixels.shape[:2] == (1500, 1125)
     small = tmp_path / "small.jpg"
     cv2.imwrite(str(small), frame[:480, :640])
-    assert decode_image(small).pixels.shape[:2] == (480, 640)  # never below the minimum
+    assert decode_file(small).pixels.shape[:2] == (480, 640)  # never below the minimum
 
 
 def test_only_the_listed_formats_are_decoded(tmp_path):
@@ -332,3 +333,14 @@ def test_16_bit_colour_counts_its_real_size_against_the_budget(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 5_000_000
+
+
+def test_bytes_in_memory_read_as_the_file(tmp_path):
+    """An upload (`decode_image(data, name)`) goes the same way as a file, checks included."""
+    for name, path in write_awkward(tmp_path).items():
+        assert np.array_equal(decode_image(path.read_bytes(), name), read_image(path)), name
+    with pytest.raises(ImageReadError, match="not an image") as caught:
+        decode_image(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\n", "up.png")
+    assert str(caught.value).startswith("up.png: ")
+    with pytest.raises(ImageReadError, match="over the pixel limit"):
+        decode_image(bomb_png(tmp_path / "bomb.png", 9000, 9000).read_bytes(), "bomb.png")

@@ -22,7 +22,7 @@ from PIL import Image
 from mnist_edge.runtime.batch import Outcome, ReadOptions, Task, _in_workers, read_digits
 from mnist_edge.runtime.cli_predict import NUMBER_WIDTH, annotated_targets, table_row
 from mnist_edge.runtime.digits import Digit, FrameResult, recognize
-from mnist_edge.runtime.images import decode_image
+from mnist_edge.runtime.images import decode_file
 from mnist_edge.runtime.inputs import ImageInput
 from tests.synthetic import camera_frame_with_boxes, sample_numbers
 from tests.test_images import bomb_png, png_chunk
@@ -364,9 +364,9 @@ def test_reduced_decoding_same_text_and_boxes_on_large_frames(tmp_path, mnist, i
         frame, _ = camera_frame_with_boxes(images, rng, size=size, jpeg_quality=92)
         path = tmp_path / f"f{i}.jpg"
         cv2.imwrite(str(path), frame, [cv2.IMWRITE_JPEG_QUALITY, 92])
-        full = recognize(decode_image(path, min_side=None).pixels, classifier)
+        full = recognize(decode_file(path, min_side=None).pixels, classifier)
         reduced, _ = read_digits(path, classifier)
-        assert decode_image(path).pixels.shape[1] < size[1]  # it was reduced
+        assert decode_file(path).pixels.shape[1] < size[1]  # it was reduced
         same += reduced.text == full.text
         right_full += full.text == truth
         right_reduced += reduced.text == truth
