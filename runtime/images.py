@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnist_edge.runtime.inputs import (
+    IMAGE_SUFFIXES,
     ImageReadError,
     MemoryFile,
     RegularFile,
@@ -73,6 +74,7 @@ REDUCED = {
 }
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "MAX_PIXELS",
     "DecodedImage",
     "ImageReadError",
