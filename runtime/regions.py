@@ -1,0 +1,270 @@
+"""Regions: ink pieces thresholded from the page, junk dropped, the pieces of one digit merged,
+read in order (lines top to bottom, each left to right).
+
+Threshold with hysteresis (weak pixels joined to strong ones); remove ruled and squared
+paper's lines but not the strokes they cross; drop specks, dashes and what lies along the
+frame's border (page edge, desk); merge the pieces of one digit (a broken stroke, a 5's bar),
+never neighbours side by side.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+from mnist_edge.runtime.lines import ruled_lines
+from mnist_edge.runtime.page import MIN_INK, InkPage
+
+STRONG_INK = 0.2  # ... and a region needs some pixels this dark (or Otsu's level) to count
+MAX_PIECES = 100  # ink pieces considered per frame, the biggest first
+
+
+class Piece(NamedTuple):
+    """One connected region of ink in the work copy."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    area: int  # its pixels
+    mask: np.ndarray  # uint8, 1 on its own pixels, the size of its box
+    strong_area: int  # its pixels dark enough to count as strong ink
+
+
+def _components(strong: np.ndarray, weak: np.ndarray, min_side: float) -> list[Piece]:
+    """Connected regions of weak ink that hold some strong ink (hysteresis thresholding).
+
+    One row per region kept: x, y, w, h, area, its own pixels as a mask of its box, strong
+    area. Regions smaller than `min_side` both ways are skipped at once (noise). The boxes
+    come from the outer contours, and each region is labelled inside its own box only:
+    labelling the whole work copy costs more than all the boxes together, and a region's
+    pixels, and the paths joining them, all lie inside its box.
+    """
+    contours, _ = cv2.findContours(weak, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    rows = []
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        if max(w, h) < min_side:
+            continue
+        mine = weak[y : y + h, x : x + w]
+        count, labels = cv2.connectedComponents(mine, connectivity=8)
+        if count > 2:  # other ink in the box: a neighbour's tip, a speck in a loop
+            x0, y0 = contour[0, 0]
+            mine = (labels == labels[y0 - y, x0 - x]).view(np.uint8)
+        strong_area = cv2.countNonZero(strong[y : y + h, x : x + w] & mine)
+        if strong_area:
+            rows.append(Piece(x, y, w, h, cv2.countNonZero(mine), mine, strong_area))
+    return rows
+
+
+def _is_junk(piece: Piece, shape: tuple[int, int]) -> bool:
+    """A speck, a ruled/grid line, or what hugs the frame's border (page edge, desk)."""
+    h, w = shape
+    x, y, bw, bh, area, mask, _ = piece
+    if area < 6 or max(bw, bh) < max(3, 0.02 * min(h, w)):
+        return True
+    if (bw > 6 * bh and bw > 0.1 * w) or (bh > 12 * bw and bh > 0.97 * h):
+        return True
+    # Sparse and across the whole frame: a grid, or lines joined by something, not a digit
+    # (a digit written with a fine pen is sparse too, but it leaves room around it).
+    if (bw > 0.9 * w or bh > 0.95 * h) and area < 0.08 * bw * bh:
+        return True
+    # A digit near the edge may touch it; the page edge, the desk or a shadow's corner lie
+    # along it: they touch the border over a longer stretch than they reach into the frame.
+    # (The box is tight: a region touches the border exactly when its box does.)
+    if x > 0 and y > 0 and x + bw < w and y + bh < h:
+        return False
+    rows = (np.count_nonzero(mask[0]) if y == 0 else 0) + (
+        np.count_nonzero(mask[-1]) if y + bh == h else 0
+    )
+    cols = (np.count_nonzero(mask[:, 0]) if x == 0 else 0) + (
+        np.count_nonzero(mask[:, -1]) if x + bw == w else 0
+    )
+    return min(bw, bh) < 0.02 * min(h, w) or rows > 0.8 * bh or cols > 0.8 * bw
+
+
+def _digit_height_cap(boxes: list[tuple[int, ...]]) -> float:
+    """How tall one digit can be in this frame: 1.3x the median height of digit-sized pieces.
+
+    Only known for a number (digit-sized pieces side by side in at least three columns);
+    merging pieces never makes a region taller than that, so digits of two lines are not
+    joined through a stray piece between them. One digit alone has no such limit: its
+    pieces, stacked, may be all there is.
+    """
+    tallest = max((b[3] for b in boxes), default=0)
+    big = sorted((b for b in boxes if b[3] >= 0.5 * tallest), key=lambda b: b[0])
+    columns, end = 0, -math.inf
+    for x, _, w, _ in big:
+        if x >= end - 0.25 * w:
+            columns += 1
+        end = max(end, x + w)
+    return 1.3 * float(statistics.median(b[3] for b in big)) if columns >= 3 else math.inf
+
+
+def _merge_pieces(boxes: list[tuple[int, ...]], cap: float) -> list[list[int]]:
+    """Group the pieces of one digit: pieces over each other, or corner to corner, and close.
+
+    Side-by-side neighbours share their rows and are never merged; two digits of different
+    lines overlap in x but are separated by a gap, so they stay apart too.
+    """
+    n = len(boxes)
+    parent = list(range(n))
+    # Every rule of _one_digit needs the boxes less than 5 % of the taller one apart in x:
+    # in order of x, a box is compared with the next ones only until they start further
+    # right than that.
+    tallest = max((b[3] for b in boxes), default=0)
+    by_x = sorted(range(n), key=lambda i: boxes[i][0])
+    pairs = []
+    for k, i in enumerate(by_x):
+        right = boxes[i][0] + boxes[i][2] + 0.05 * tallest
+        for j in by_x[k + 1 :]:
+            if boxes[j][0] >= right:
+                break
+            if _one_digit(boxes[i], boxes[j]):
+                pairs.append((min(i, j), max(i, j)))
+    top = [b[1] for b in boxes]
+    bottom = [b[1] + b[3] for b in boxes]
+    for i, j in sorted(pairs):
+        ri, rj = _root(parent, i), _root(parent, j)
+        if ri == rj or max(bottom[ri], bottom[rj]) - min(top[ri], top[rj]) > cap:
+            continue
+        keep, gone = min(ri, rj), max(ri, rj)
+        parent[gone] = keep
+        top[keep], bottom[keep] = min(top[ri], top[rj]), max(bottom[ri], bottom[rj])
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(_root(parent, i), []).append(i)
+    return list(groups.values())
+
+
+def _one_digit(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Whether two pieces (x, y, w, h) look like parts of one digit."""
+    overlap_x = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    gap_y = max(a[1], b[1]) - min(a[1] + a[3], b[1] + b[3])
+    tall, short = max(a[3], b[3]), min(a[3], b[3])
+    # Dirt is no piece of a digit: a speck next to a stroke stays apart (and is dropped).
+    if min(max(a[2], a[3]), max(b[2], b[3])) < 0.15 * tall:
+        return False
+    # One over the other and close. A small piece (the bar of a 5) may be further away than
+    # a half of a broken digit; lines of digits are further apart than a thin gap.
+    if overlap_x > 0.5 * min(a[2], b[2]) and (
+        gap_y < 0.2 * tall
+        or (gap_y < 0.25 * tall and short < 0.7 * tall)
+        or (gap_y < 0.5 * tall and short < 0.5 * tall)
+    ):
+        return True
+    # A slanted stroke broken in two: one piece above the other, shifted sideways, their
+    # boxes meeting at a corner.
+    if -overlap_x < 0.05 * tall and -0.3 * short < gap_y < 0.2 * tall:
+        return True
+    # A stroke drawn twice, two thin lines side by side almost touching (some 1s): one
+    # digit. Neighbouring digits keep a wider gap.
+    return max(a[2], b[2]) < 0.35 * tall and -overlap_x < 0.05 * tall and -gap_y > 0.6 * short
+
+
+def _attach_small_pieces(
+    regions: list[tuple[tuple[int, int, int, int], list[Piece]]], cap: float
+) -> list[tuple[tuple[int, int, int, int], list[Piece]]]:
+    """Join a small piece to the nearest bigger region it (almost) touches.
+
+    The bar of a 5 drawn apart from its body, or a 4 whose strokes do not meet, sits beside
+    its digit rather than over it. Each small piece goes to one region only, so a piece
+    between two digits never glues them together.
+    """
+    regions = sorted(regions, key=lambda r: r[0][3])
+    i = 0
+    while i < len(regions):
+        (x, y, w, h), pieces = regions[i]
+        best, best_gap = None, None
+        for j in range(i + 1, len(regions)):
+            (bx, by, bw, bh), _ = regions[j]
+            if max(w, h) >= 0.6 * bh or max(w, h) < 0.15 * bh:  # not a piece: a digit, dirt
+                continue
+            gap = max(bx - (x + w), x - (bx + bw), by - (y + h), y - (by + bh), 0)
+            joined_height = max(y + h, by + bh) - min(y, by)
+            if gap <= 0.25 * bh and joined_height <= cap and (best_gap is None or gap < best_gap):
+                best, best_gap = j, gap
+        if best is None:
+            i += 1
+            continue
+        (bx, by, bw, bh), more = regions.pop(best)
+        x1, y1 = min(x, bx), min(y, by)
+        x2, y2 = max(x + w, bx + bw), max(y + h, by + bh)
+        regions[i] = ((x1, y1, x2 - x1, y2 - y1), pieces + more)
+        regions.sort(key=lambda r: r[0][3])
+        i = 0
+    return regions
+
+
+def _root(parent: list[int], i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+def reading_order(boxes: list[tuple[int, int, int, int]]) -> list[int]:
+    """Indices of boxes (x, y, w, h) in reading order: lines top to bottom, each left to right.
+
+    A box joins a line when its vertical middle falls inside the line's span so far.
+    """
+    lines: list[list[int]] = []
+    spans: list[list[float]] = []
+    for i in sorted(range(len(boxes)), key=lambda i: boxes[i][1] + boxes[i][3] / 2):
+        x, y, w, h = boxes[i]
+        middle = y + h / 2
+        for line, span in zip(lines, spans, strict=True):
+            if span[0] <= middle <= span[1]:
+                line.append(i)
+                span[0], span[1] = min(span[0], y), max(span[1], y + h)
+                break
+        else:
+            lines.append([i])
+            spans.append([y, y + h])
+    order = sorted(range(len(lines)), key=lambda k: spans[k][0])
+    return [i for k in order for i in sorted(lines[k], key=lambda i: boxes[i][0])]
+
+
+def digit_regions(page: InkPage) -> list[tuple[tuple[int, int, int, int], list[Piece]]]:
+    """Threshold the ink, drop lines and junk, merge pieces: [(box, its pieces)]."""
+    ink8 = page.ink8
+    # Otsu's level from every fourth row: its histogram is most of its cost, and a quarter of
+    # the rows gives the same level, or one grey level apart.
+    otsu, _ = cv2.threshold(ink8[::4], 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    # Otsu's level separates ink from paper when there is ink; on a blank page it splits the
+    # noise, hence the floor. The cap keeps faint digits next to bold ones.
+    strong_level = min(max(otsu / 255.0, STRONG_INK), 0.5)
+    # cv2.threshold on uint8 keeps what is above the level's floor: the same as ink8 > level,
+    # in one pass instead of numpy's two.
+    weak = cv2.threshold(ink8, MIN_INK * 255, 1, cv2.THRESH_BINARY)[1]
+    strong = cv2.threshold(ink8, strong_level * 255, 1, cv2.THRESH_BINARY)[1]
+    lines = ruled_lines(weak)
+    if lines.any():
+        page.not_lines = 1 - lines
+        weak &= page.not_lines
+        strong &= page.not_lines
+    h, w = weak.shape
+    comps = _components(strong, weak, max(3, 0.02 * min(h, w)))
+    # Plain Python from here: a handful of pieces, where numpy's per-call cost dominates.
+    comps = [c for c in comps if not _is_junk(c, (h, w))]
+    if not comps:
+        return []
+    # A page of text or a busy texture has hundreds of pieces: the biggest are enough, and
+    # merging stays cheap.
+    comps = sorted(comps, key=lambda c: -c.area)[:MAX_PIECES]
+    boxes = [c[:4] for c in comps]
+    regions = []
+    cap = _digit_height_cap(boxes)
+    for group in _merge_pieces(boxes, cap):
+        part = [comps[i] for i in group]
+        x1, y1 = min(c.x for c in part), min(c.y for c in part)
+        x2, y2 = max(c.x + c.w for c in part), max(c.y + c.h for c in part)
+        regions.append(((x1, y1, x2 - x1, y2 - y1), part))
+    regions = _attach_small_pieces(regions, cap)
+    # Far less tall than the tallest digit: a dot, a dash, leftover dirt.
+    tallest = max(b[3] for b, _ in regions)
+    return [(b, pieces) for b, pieces in regions if b[3] >= 0.4 * tallest]
