@@ -15,7 +15,10 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-WORK_SIDE = 320  # longer side of the image digits are found in (a 640x480 frame: halved)
+WORK_SIDE = 320  # longer side of the first look at a frame (a 640x480 frame: halved)
+MAX_WORK_SIDE = 1600  # ... and of the closer look at small writing
+TIGHT_SIDE = 64  # an image at most this many pixels a side is one cut-out digit
+MIN_CONTRAST = 40  # grey levels between ink and paper that a cut-out digit needs
 MIN_INK = 0.12  # a pixel is ink candidate when it is this much darker than the paper (relative)
 
 
@@ -44,14 +47,12 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
 
 
 def mnist_like_digit(gray: np.ndarray) -> np.ndarray | None:
-    """A small image that is already one MNIST-style digit, as white on black; else None.
+    """A 28x28 image that is already an MNIST digit, as white on black; else None.
 
-    Small (at most 64 pixels a side) with a plain border: black with light ink (an MNIST
-    test image), or white with dark ink (the same, inverted, or a small scan). Such an image
-    is not a photo to clean up; it is passed through as it is.
+    A black border with light ink (an MNIST test image), or a white one with dark ink (the
+    same, inverted): passed through untouched, as the test set feeds it to the model.
     """
-    h, w = gray.shape
-    if max(h, w) > 64 or min(h, w) < 8:
+    if gray.shape != (28, 28):
         return None
     border = np.concatenate(
         [gray[:2].ravel(), gray[-2:].ravel(), gray[:, :2].ravel(), gray[:, -2:].ravel()]
@@ -62,6 +63,30 @@ def mnist_like_digit(gray: np.ndarray) -> np.ndarray | None:
     if border.mean() > 215 and gray.min() < 128:
         return 255 - gray
     return None
+
+
+def tight_crop_ink(gray: np.ndarray) -> np.ndarray | None:
+    """A small image (at most TIGHT_SIDE pixels a side) is one digit: its ink, white on black
+    (float32, 0 = paper, 1 = full ink; all 0 when there is no ink). None for larger images.
+
+    Such an image is a digit someone cut out (a scan, a postal digit, a saved crop), often
+    touching the borders or filling the frame, in either polarity: not a photo to search.
+    The background is the median of the outer ring (mostly paper even when strokes touch the
+    border; the whole image's median is not, in a bold digit that fills its box), and ink is
+    whichever side of it the image's mean lies on.
+    """
+    h, w = gray.shape
+    if max(h, w) > TIGHT_SIDE or min(h, w) < 8:
+        return None
+    g = gray.astype(np.float32)
+    ring = np.concatenate([g[0], g[-1], g[1:-1, 0], g[1:-1, -1]])
+    background = float(np.median(ring))
+    light = float(g.mean()) > background
+    ink, full = (g - background, 255.0 - background) if light else (background - g, background)
+    if full < MIN_CONTRAST or float(ink.max()) < MIN_CONTRAST:
+        return np.zeros((h, w), np.float32)
+    # The faintest tenth of the range is paper grain or scanner noise.
+    return np.clip((ink - 0.1 * full) / (0.9 * full), 0.0, 1.0)
 
 
 def ink_is_light(small: np.ndarray) -> bool:
@@ -146,6 +171,7 @@ class InkPage:
         self.gray, self.work, self.paper, self.scale = gray, work, paper, scale
         self.ink8 = relative_ink(work, paper)
         self.not_lines: np.ndarray | None = None  # 0 on ruled lines (set by digit_regions)
+        self.light = False  # the frame was light ink on dark, inverted into `gray`
 
     def frame_box(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         """A work-copy box (x, y, w, h) in frame pixels."""
@@ -157,15 +183,28 @@ class InkPage:
         return x0, y0, x1 - x0, y1 - y0
 
 
-def ink_page(gray: np.ndarray) -> InkPage:
-    """Scale to the work size, settle the polarity, estimate the paper, measure the ink."""
+def ink_page(gray: np.ndarray, scale: float | None = None, light: bool | None = None) -> InkPage:
+    """Scale to the work size, settle the polarity, estimate the paper, measure the ink.
+
+    `scale`: the work copy's size against the frame (default: WORK_SIDE pixels long, or the
+    frame if smaller); `light`: the polarity when already known (a second look at another
+    scale), else it is measured.
+    """
     h, w = gray.shape
-    scale = min(1.0, WORK_SIDE / max(h, w))
+    if scale is None:
+        scale = min(1.0, WORK_SIDE / max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    # In steps: OpenCV's area resize is much faster that way than in one (a grey level of
-    # rounding apart, nothing to the polarity test's 20-level margins).
-    averaged = cv2.resize(gray, size, interpolation=cv2.INTER_AREA) if scale < 1 else gray
-    if ink_is_light(quarter_size(averaged)):
+    if light is None:
+        # In steps: OpenCV's area resize is much faster that way than in one (a grey level of
+        # rounding apart, nothing to the polarity test's 20-level margins).
+        small = min(1.0, WORK_SIDE / max(h, w))
+        averaged = (
+            cv2.resize(gray, (max(1, round(w * small)), max(1, round(h * small))),
+                       interpolation=cv2.INTER_AREA)
+            if small < 1 else gray
+        )  # fmt: skip
+        light = ink_is_light(quarter_size(averaged))
+    if light:
         gray = 255 - gray
     work = gray
     if scale < 1:
@@ -174,4 +213,6 @@ def ink_page(gray: np.ndarray) -> InkPage:
         k = int(round(1 / scale))
         darkest = cv2.erode(gray, rect_kernel(k, k)) if k >= 2 else gray
         work = cv2.resize(darkest, size, interpolation=cv2.INTER_AREA)
-    return InkPage(gray, work, paper_background(work), scale)
+    page = InkPage(gray, work, paper_background(work), scale)
+    page.light = light
+    return page

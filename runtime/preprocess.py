@@ -17,11 +17,41 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnist_edge.runtime.mnist_crop import MNIST_SIDE, digit_ink, to_mnist_28x28
-from mnist_edge.runtime.page import ink_page, mnist_like_digit, to_gray
-from mnist_edge.runtime.regions import digit_regions, reading_order
+from mnist_edge.runtime.mnist_crop import digit_ink, to_mnist_28x28
+from mnist_edge.runtime.page import (
+    MAX_WORK_SIDE,
+    InkPage,
+    ink_page,
+    mnist_like_digit,
+    tight_crop_ink,
+    to_gray,
+)
+from mnist_edge.runtime.regions import digit_regions, ink_pieces, reading_order, writing_height
 
 __all__ = ["find_digit_crops", "reading_order", "to_gray", "to_mnist_28x28"]
+
+# Digits are found where the writing is about this tall (work-copy pixels): large enough that
+# the gaps between digits and between lines stay open, small enough to be cheap.
+WRITING_HEIGHT = 32
+
+
+def page_at_writing_scale(gray: np.ndarray) -> tuple[InkPage, list]:
+    """The page and its ink pieces, at the scale of the writing.
+
+    A first look at the default work copy (WORK_SIDE pixels long) measures the writing's
+    height; writing smaller than WRITING_HEIGHT there is looked at again at the scale that
+    makes it that tall (at most the frame's own, at most MAX_WORK_SIDE pixels long). A 640x480
+    webcam frame of a few digits needs no second look.
+    """
+    page = ink_page(gray)
+    pieces = ink_pieces(page)
+    height = writing_height(pieces)
+    if page.scale < 1 and 0 < height < WRITING_HEIGHT:
+        scale = min(1.0, page.scale * WRITING_HEIGHT / height, MAX_WORK_SIDE / max(gray.shape))
+        if scale > 1.25 * page.scale:
+            page = ink_page(gray, scale=scale, light=page.light)
+            pieces = ink_pieces(page)
+    return page, pieces
 
 
 def find_digit_crops(
@@ -37,12 +67,13 @@ def find_digit_crops(
         return []
     digit = mnist_like_digit(gray)
     if digit is not None:
-        if (h, w) == (MNIST_SIDE, MNIST_SIDE):
-            # Already an MNIST digit: pass it through untouched, as the test set does.
-            return [((0, 0, w, h), digit.astype(np.float32) / 255.0)]
-        return [((0, 0, w, h), to_mnist_28x28(digit))]
-    page = ink_page(gray)
-    regions = digit_regions(page)
+        # Already an MNIST digit: pass it through untouched, as the test set does.
+        return [((0, 0, w, h), digit.astype(np.float32) / 255.0)]
+    ink = tight_crop_ink(gray)
+    if ink is not None:
+        return [((0, 0, w, h), to_mnist_28x28(ink))] if ink.any() else []
+    page, pieces = page_at_writing_scale(gray)
+    regions = digit_regions(pieces)
     results = []
     for i in reading_order([box for box, _ in regions]):
         box, pieces = regions[i]

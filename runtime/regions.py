@@ -20,7 +20,7 @@ from mnist_edge.runtime.lines import ruled_lines
 from mnist_edge.runtime.page import MIN_INK, InkPage
 
 STRONG_INK = 0.2  # ... and a region needs some pixels this dark (or Otsu's level) to count
-MAX_PIECES = 100  # ink pieces considered per frame, the biggest first
+MAX_PIECES = 400  # ink pieces considered per frame, the biggest first
 
 
 class Piece(NamedTuple):
@@ -229,8 +229,8 @@ def reading_order(boxes: list[tuple[int, int, int, int]]) -> list[int]:
     return [i for k in order for i in sorted(lines[k], key=lambda i: boxes[i][0])]
 
 
-def digit_regions(page: InkPage) -> list[tuple[tuple[int, int, int, int], list[Piece]]]:
-    """Threshold the ink, drop lines and junk, merge pieces: [(box, its pieces)]."""
+def ink_pieces(page: InkPage) -> list[Piece]:
+    """Threshold the ink, drop ruled lines and junk: the pieces of ink that may be digits."""
     ink8 = page.ink8
     # Otsu's level from every fourth row: its histogram is most of its cost, and a quarter of
     # the rows gives the same level, or one grey level apart.
@@ -250,12 +250,22 @@ def digit_regions(page: InkPage) -> list[tuple[tuple[int, int, int, int], list[P
     h, w = weak.shape
     comps = _components(strong, weak, max(3, 0.02 * min(h, w)))
     # Plain Python from here: a handful of pieces, where numpy's per-call cost dominates.
-    comps = [c for c in comps if not _is_junk(c, (h, w))]
-    if not comps:
+    return [c for c in comps if not _is_junk(c, (h, w))]
+
+
+def writing_height(pieces: list[Piece]) -> float:
+    """The height of the writing in the work copy: the median height of the ink pieces (0 when
+    there are none). A grid or a page edge is one piece among many digits' pieces."""
+    return float(statistics.median(c.h for c in pieces)) if pieces else 0.0
+
+
+def digit_regions(pieces: list[Piece]) -> list[tuple[tuple[int, int, int, int], list[Piece]]]:
+    """Merge the pieces of each digit: [(box, its pieces)]."""
+    if not pieces:
         return []
     # A page of text or a busy texture has hundreds of pieces: the biggest are enough, and
     # merging stays cheap.
-    comps = sorted(comps, key=lambda c: -c.area)[:MAX_PIECES]
+    comps = sorted(pieces, key=lambda c: -c.area)[:MAX_PIECES]
     boxes = [c[:4] for c in comps]
     regions = []
     cap = _digit_height_cap(boxes)
