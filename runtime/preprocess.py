@@ -26,32 +26,69 @@ from mnist_edge.runtime.page import (
     tight_crop_ink,
     to_gray,
 )
-from mnist_edge.runtime.regions import digit_regions, ink_pieces, reading_order, writing_height
+from mnist_edge.runtime.regions import (
+    Ink,
+    Piece,
+    digit_regions,
+    ink_pieces,
+    reading_order,
+    writing_height,
+)
 
 __all__ = ["find_digit_crops", "reading_order", "to_gray", "to_mnist_28x28"]
 
 # Digits are found where the writing is about this tall (work-copy pixels): large enough that
 # the gaps between digits and between lines stay open, small enough to be cheap.
 WRITING_HEIGHT = 32
+LINE_LENGTH = 3.0  # a straight run this many times the writing's height is a line, not a digit
 
 
-def page_at_writing_scale(gray: np.ndarray) -> tuple[InkPage, list]:
-    """The page and its ink pieces, at the scale of the writing.
+def page_at_writing_scale(gray: np.ndarray) -> tuple[InkPage, list[Piece], float]:
+    """The page, its ink pieces and the writing's height, at the scale of the writing, lines
+    taken out.
 
     A first look at the default work copy (WORK_SIDE pixels long) measures the writing's
     height; writing smaller than WRITING_HEIGHT there is looked at again at the scale that
     makes it that tall (at most the frame's own, at most MAX_WORK_SIDE pixels long). A 640x480
-    webcam frame of a few digits needs no second look.
+    webcam frame of a few digits needs no second look. Straight runs LINE_LENGTH times the
+    writing's height are lines, removed (keeping the strokes that cross them).
     """
     page = ink_page(gray)
-    pieces = ink_pieces(page)
-    height = writing_height(pieces)
+    ink = ink_pieces(page)
+    ink = without_grid(page, ink)
+    height = writing_height(ink.pieces)
     if page.scale < 1 and 0 < height < WRITING_HEIGHT:
         scale = min(1.0, page.scale * WRITING_HEIGHT / height, MAX_WORK_SIDE / max(gray.shape))
         if scale > 1.25 * page.scale:
             page = ink_page(gray, scale=scale, light=page.light)
-            pieces = ink_pieces(page)
-    return page, pieces
+            page.min_side = min(page.min_side, 0.25 * WRITING_HEIGHT)
+            ink = without_grid(page, ink_pieces(page))
+            height = writing_height(ink.pieces)
+    # Ink longer than a few digits are tall: lines (a grid, a box, an underline) to take out.
+    longest = max((max(c.w, c.h) for c in ink.everything), default=0)
+    if height and longest >= LINE_LENGTH * height:
+        ink = ink_pieces(page, line_length=LINE_LENGTH * height)
+    page.not_lines = ink.not_lines
+    return page, ink.pieces, height
+
+
+def without_grid(page: InkPage, ink: Ink) -> Ink:
+    """The ink without the long lines of a grid that holds all the writing together.
+
+    Squared paper or a drawn grid joins the digits and itself into one sparse piece as large
+    as the page, so the writing's height cannot be measured. Lines a third of the page's
+    shorter side long are taken out on trial, and kept out if what is left is writing: at
+    least three pieces of its height, at most a third of the lines' length. A big digit's own
+    long strokes (a 4 or a 7 filling the frame) leave a piece or two, or nothing.
+    """
+    h, w = page.work.shape
+    length = min(h, w) / 3
+    if not any(max(c.w, c.h) >= 1.5 * length and c.area < 0.35 * c.w * c.h for c in ink.everything):
+        return ink
+    trial = ink_pieces(page, line_length=length)
+    height = writing_height(trial.pieces)
+    like = sum(0.5 * height <= c.h <= 2 * height for c in trial.pieces)
+    return trial if 0 < height <= length / LINE_LENGTH and like >= 3 else ink
 
 
 def find_digit_crops(
@@ -72,10 +109,8 @@ def find_digit_crops(
     ink = tight_crop_ink(gray)
     if ink is not None:
         return [((0, 0, w, h), to_mnist_28x28(ink))] if ink.any() else []
-    page, pieces = page_at_writing_scale(gray)
-    regions = digit_regions(pieces)
+    page, pieces, height = page_at_writing_scale(gray)
     results = []
-    for i in reading_order([box for box, _ in regions]):
-        box, pieces = regions[i]
-        results.append((page.frame_box(box), to_mnist_28x28(digit_ink(page, pieces, box))))
+    for box, parts in digit_regions(pieces, height):
+        results.append((page.frame_box(box), to_mnist_28x28(digit_ink(page, parts, box))))
     return results

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from mnist_edge.runtime.lines import ruled_lines
+from mnist_edge.runtime.lines import long_lines, ruled_lines
 from mnist_edge.runtime.page import MIN_INK, InkPage
 
 STRONG_INK = 0.2  # ... and a region needs some pixels this dark (or Otsu's level) to count
@@ -87,16 +87,17 @@ def _is_junk(piece: Piece, shape: tuple[int, int]) -> bool:
     return min(bw, bh) < 0.02 * min(h, w) or rows > 0.8 * bh or cols > 0.8 * bw
 
 
-def _digit_height_cap(boxes: list[tuple[int, ...]]) -> float:
+def _digit_height_cap(boxes: list[tuple[int, ...]], height: float) -> float:
     """How tall one digit can be in this frame: 1.3x the median height of digit-sized pieces.
 
-    Only known for a number (digit-sized pieces side by side in at least three columns);
-    merging pieces never makes a region taller than that, so digits of two lines are not
-    joined through a stray piece between them. One digit alone has no such limit: its
-    pieces, stacked, may be all there is.
+    Digit-sized: at least half the writing's `height` (or of the tallest piece when that is
+    not known). Only known for a number (digit-sized pieces side by side in at least three
+    columns); merging pieces never makes a region taller than that, so digits of two lines
+    are not joined through a stray piece between them. One digit alone has no such limit:
+    its pieces, stacked, may be all there is.
     """
-    tallest = max((b[3] for b in boxes), default=0)
-    big = sorted((b for b in boxes if b[3] >= 0.5 * tallest), key=lambda b: b[0])
+    least = 0.5 * (height or max((b[3] for b in boxes), default=0))
+    big = sorted((b for b in boxes if b[3] >= least), key=lambda b: b[0])
     columns, end = 0, -math.inf
     for x, _, w, _ in big:
         if x >= end - 0.25 * w:
@@ -207,60 +208,112 @@ def _root(parent: list[int], i: int) -> int:
     return i
 
 
-def reading_order(boxes: list[tuple[int, int, int, int]]) -> list[int]:
-    """Indices of boxes (x, y, w, h) in reading order: lines top to bottom, each left to right.
+def text_lines(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
+    """Indices of boxes (x, y, w, h) grouped in lines of writing, top to bottom, each left to
+    right.
 
-    A box joins a line when its vertical middle falls inside the line's span so far.
+    Taken top to bottom by their vertical middle, a box joins the line whose band holds its
+    middle: the band from the median top to the median bottom of the line's boxes, so one
+    tall digit (a 7 with a long tail) does not widen a line into the next.
     """
     lines: list[list[int]] = []
-    spans: list[list[float]] = []
+    tops: list[list[int]] = []
+    bottoms: list[list[int]] = []
     for i in sorted(range(len(boxes)), key=lambda i: boxes[i][1] + boxes[i][3] / 2):
         x, y, w, h = boxes[i]
         middle = y + h / 2
-        for line, span in zip(lines, spans, strict=True):
-            if span[0] <= middle <= span[1]:
-                line.append(i)
-                span[0], span[1] = min(span[0], y), max(span[1], y + h)
-                break
-        else:
+        best, best_gap = None, None
+        for k in range(len(lines)):
+            top, bottom = statistics.median(tops[k]), statistics.median(bottoms[k])
+            if top <= middle <= bottom:
+                gap = abs(middle - (top + bottom) / 2)
+                if best_gap is None or gap < best_gap:
+                    best, best_gap = k, gap
+        if best is None:
             lines.append([i])
-            spans.append([y, y + h])
-    order = sorted(range(len(lines)), key=lambda k: spans[k][0])
-    return [i for k in order for i in sorted(lines[k], key=lambda i: boxes[i][0])]
+            tops.append([y])
+            bottoms.append([y + h])
+        else:
+            lines[best].append(i)
+            tops[best].append(y)
+            bottoms[best].append(y + h)
+    order = sorted(range(len(lines)), key=lambda k: statistics.median(tops[k]))
+    return [sorted(lines[k], key=lambda i: boxes[i][0]) for k in order]
 
 
-def ink_pieces(page: InkPage) -> list[Piece]:
-    """Threshold the ink, drop ruled lines and junk: the pieces of ink that may be digits."""
-    ink8 = page.ink8
-    # Otsu's level from every fourth row: its histogram is most of its cost, and a quarter of
-    # the rows gives the same level, or one grey level apart.
-    otsu, _ = cv2.threshold(ink8[::4], 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-    # Otsu's level separates ink from paper when there is ink; on a blank page it splits the
-    # noise, hence the floor. The cap keeps faint digits next to bold ones.
-    strong_level = min(max(otsu / 255.0, STRONG_INK), 0.5)
-    # cv2.threshold on uint8 keeps what is above the level's floor: the same as ink8 > level,
-    # in one pass instead of numpy's two.
-    weak = cv2.threshold(ink8, MIN_INK * 255, 1, cv2.THRESH_BINARY)[1]
-    strong = cv2.threshold(ink8, strong_level * 255, 1, cv2.THRESH_BINARY)[1]
-    lines = ruled_lines(weak)
+def reading_order(boxes: list[tuple[int, int, int, int]]) -> list[int]:
+    """Indices of boxes (x, y, w, h) in reading order: lines top to bottom, each left to right."""
+    return [i for line in text_lines(boxes) for i in line]
+
+
+class Ink(NamedTuple):
+    """The ink of a page cut into pieces."""
+
+    pieces: list[Piece]  # the pieces that may be (parts of) digits
+    everything: list[Piece]  # every piece, junk included
+    not_lines: np.ndarray | None  # 0 on the lines taken out, None when there were none
+
+
+def ink_masks(page: InkPage) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weak ink, strong ink and ruled lines of the page (0/1 masks), made once per page."""
+    if page.masks is None:
+        ink8 = page.ink8
+        # Otsu's level from every fourth row: its histogram is most of its cost, and a quarter
+        # of the rows gives the same level, or one grey level apart.
+        otsu, _ = cv2.threshold(ink8[::4], 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+        # Otsu's level separates ink from paper when there is ink; on a blank page it splits
+        # the noise, hence the floor. The cap keeps faint digits next to bold ones.
+        strong_level = min(max(otsu / 255.0, STRONG_INK), 0.5)
+        # cv2.threshold on uint8 keeps what is above the level's floor: the same as
+        # ink8 > level, in one pass instead of numpy's two.
+        weak = cv2.threshold(ink8, MIN_INK * 255, 1, cv2.THRESH_BINARY)[1]
+        strong = cv2.threshold(ink8, strong_level * 255, 1, cv2.THRESH_BINARY)[1]
+        page.masks = weak, strong, ruled_lines(weak)
+    return page.masks
+
+
+def ink_pieces(page: InkPage, line_length: float | None = None) -> Ink:
+    """Threshold the ink, drop ruled lines and junk: the pieces of ink that may be digits.
+
+    With `line_length`, straight lines at least that long (any thickness) are removed too.
+    """
+    weak, strong, lines = ink_masks(page)
+    if line_length is not None:
+        lines = lines | long_lines(weak & ~lines & 1, max(9, round(line_length)))
+    not_lines = None
     if lines.any():
-        page.not_lines = 1 - lines
-        weak &= page.not_lines
-        strong &= page.not_lines
+        not_lines = 1 - lines
+        weak = weak & not_lines
+        strong = strong & not_lines
     h, w = weak.shape
-    comps = _components(strong, weak, max(3, 0.02 * min(h, w)))
+    comps = _components(strong, weak, page.min_side)
     # Plain Python from here: a handful of pieces, where numpy's per-call cost dominates.
-    return [c for c in comps if not _is_junk(c, (h, w))]
+    return Ink([c for c in comps if not _is_junk(c, (h, w))], comps, not_lines)
 
 
 def writing_height(pieces: list[Piece]) -> float:
-    """The height of the writing in the work copy: the median height of the ink pieces (0 when
-    there are none). A grid or a page edge is one piece among many digits' pieces."""
-    return float(statistics.median(c.h for c in pieces)) if pieces else 0.0
+    """The height of the writing in the work copy (0 when there is none): the median height
+    of the pieces that hold half of the strong ink, the strongest first. Faint or small
+    specks (paper grain, cardboard fibres, the show-through of the other side of the page)
+    may outnumber the digits' pieces, but hold little of the ink.
+    """
+    ranked = sorted(pieces, key=lambda c: -c.strong_area)
+    half, total, heights = 0.5 * sum(c.strong_area for c in ranked), 0, []
+    for c in ranked:
+        heights.append(c.h)
+        total += c.strong_area
+        if total >= half:
+            break
+    return float(statistics.median(heights)) if heights else 0.0
 
 
-def digit_regions(pieces: list[Piece]) -> list[tuple[tuple[int, int, int, int], list[Piece]]]:
-    """Merge the pieces of each digit: [(box, its pieces)]."""
+def digit_regions(
+    pieces: list[Piece], height: float = 0.0
+) -> list[tuple[tuple[int, int, int, int], list[Piece]]]:
+    """Merge the pieces of each digit: [(box, its pieces)] in reading order.
+
+    `height` is the writing's height (writing_height), 0 when unknown.
+    """
     if not pieces:
         return []
     # A page of text or a busy texture has hundreds of pieces: the biggest are enough, and
@@ -268,13 +321,21 @@ def digit_regions(pieces: list[Piece]) -> list[tuple[tuple[int, int, int, int], 
     comps = sorted(pieces, key=lambda c: -c.area)[:MAX_PIECES]
     boxes = [c[:4] for c in comps]
     regions = []
-    cap = _digit_height_cap(boxes)
+    cap = _digit_height_cap(boxes, height)
     for group in _merge_pieces(boxes, cap):
         part = [comps[i] for i in group]
         x1, y1 = min(c.x for c in part), min(c.y for c in part)
         x2, y2 = max(c.x + c.w for c in part), max(c.y + c.h for c in part)
         regions.append(((x1, y1, x2 - x1, y2 - y1), part))
     regions = _attach_small_pieces(regions, cap)
-    # Far less tall than the tallest digit: a dot, a dash, leftover dirt.
-    tallest = max(b[3] for b, _ in regions)
-    return [(b, pieces) for b, pieces in regions if b[3] >= 0.4 * tallest]
+    # What is too small to be a digit is judged in its line of writing: far less tall than
+    # the line's typical digit (a dot, a dash, leftover dirt), but a small 0 beside long-tailed
+    # 7s and 9s is a digit. A line of nothing but specks is judged against the whole writing.
+    boxes = [b for b, _ in regions]
+    tallest = max(b[3] for b in boxes)
+    least = 0.3 * (height or tallest)
+    kept = []
+    for line in text_lines(boxes):
+        typical = statistics.median(boxes[i][3] for i in line)
+        kept += [regions[i] for i in line if boxes[i][3] >= max(0.4 * typical, least)]
+    return kept
