@@ -81,7 +81,7 @@ def read_digits(
         min_confidence=options.min_confidence,
         drop_weak=options.drop_weak,
     )
-    drawn = draw_results(decoded.pixels, result) if annotate else None
+    drawn = draw_results(decoded.pixels, result, insets=True) if annotate else None
     digits = [dataclasses.replace(d, box=decoded.to_full(d.box)) for d in result.digits]
     return dataclasses.replace(result, digits=digits), drawn
 

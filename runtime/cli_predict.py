@@ -22,6 +22,7 @@ import click
 from mnist_edge.runtime.batch import ReadOptions, Task, run_tasks
 from mnist_edge.runtime.classifier import ModelError
 from mnist_edge.runtime.cli_common import IGNORE_CARD, load_classifier, model_options
+from mnist_edge.runtime.crop_files import save_crops as write_crops
 from mnist_edge.runtime.digits import FrameResult
 from mnist_edge.runtime.images import MAX_PIXELS
 from mnist_edge.runtime.inputs import ImageInput, expand_inputs, shown_path
@@ -39,6 +40,13 @@ HANDFUL = 10  # more inputs than this, and stderr a terminal: a progress bar
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Write each image with its boxes and digits drawn into this folder (as PNG).",
+)
+@click.option(
+    "--save-crops",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write every digit's 28x28 input into this folder, as DIR/<predicted digit>/*.png "
+    "(white on black, the form `train --extra-data` reads; check the folders first).",
 )
 @click.option(
     "--max-pixels",
@@ -66,6 +74,7 @@ def predict(
     verbose: bool,
     as_json: bool,
     save_annotated: Path | None,
+    save_crops: Path | None,
     max_pixels: int,
     jobs: int,
 ) -> None:
@@ -82,6 +91,12 @@ def predict(
             save_annotated.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             reason = f"{save_annotated}: cannot create the folder ({error.strerror})"
+            raise click.ClickException(reason) from None
+    if save_crops is not None:
+        try:
+            save_crops.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            reason = f"{save_crops}: cannot create the folder ({error.strerror})"
             raise click.ClickException(reason) from None
     targets = annotated_targets(inputs, save_annotated)
     tasks = [
@@ -102,6 +117,11 @@ def predict(
     with Output(len(tasks)) as out, _model_errors_end_the_run():
         for outcome in outcomes:
             task, result, error = outcome.task, outcome.result, outcome.error
+            if save_crops is not None and result is not None and error is None:
+                try:
+                    write_crops(save_crops, task.shown, result)
+                except OSError as write_error:
+                    error = f"cannot write the crops ({write_error})"
             failed += error is not None
             if verbose and task.annotated is not None and error is None:
                 where = shown_path(str(task.annotated))

@@ -7,7 +7,7 @@ print(result.text, [d.box for d in result.digits])
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,6 +23,9 @@ class Digit:
     confidence: float  # the classifier's probability for `digit`
     box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
     weak: bool = False  # confidence below the caller's min_confidence
+    # The 28x28 input the classifier saw (float32, white on black): for drawing and saving,
+    # not part of the JSON.
+    crop: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict:
         out = {"digit": self.digit, "confidence": round(self.confidence, 4), "box": list(self.box)}
@@ -58,12 +61,12 @@ def recognize(
     probabilities = classifier.predict(np.stack([crop for _, crop in crops]))
     best = probabilities.argmax(axis=1)
     digits = []
-    for (box, _), label, p in zip(crops, best, probabilities, strict=True):
+    for (box, crop), label, p in zip(crops, best, probabilities, strict=True):
         confidence = float(p[label])
         weak = confidence < min_confidence
         if weak and drop_weak:
             continue
-        digits.append(Digit(int(label), confidence, box, weak))
+        digits.append(Digit(int(label), confidence, box, weak, crop))
     text = "".join(WEAK_MARK if d.weak else _label(classifier, d.digit) for d in digits)
     return FrameResult(digits=digits, text=text)
 
