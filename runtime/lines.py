@@ -119,7 +119,8 @@ def long_lines(weak: np.ndarray, length: int) -> np.ndarray:
     What runs straight across several digits' heights is a line: a sudoku's or a table's grid
     drawn with a marker, a box around a number, an underline. Found as straight runs a third
     as long (within a 2-pixel wobble either way), chained: a hand-drawn line wanders and
-    tilts a little, a run of a third of its length does not. Every row of a thick line is a
+    tilts a little, a run of a third of its length does not; the chain must stay within a
+    fifth of its length across (a tilt up to about 10 degrees). Every row of a thick line is a
     run too, so a marker's line goes whole. Line pixels within 3 pixels of other ink are kept:
     where a stroke crosses or touches the line, the stroke stays whole.
     """
@@ -130,8 +131,11 @@ def long_lines(weak: np.ndarray, length: int) -> np.ndarray:
         run = cv2.morphologyEx(cv2.dilate(weak, rect_kernel(*across)), cv2.MORPH_OPEN,
                                rect_kernel(*along))  # fmt: skip
         count, labels, stats, _ = cv2.connectedComponentsWithStats(run, connectivity=8)
-        extent = stats[:, cv2.CC_STAT_HEIGHT if vertical else cv2.CC_STAT_WIDTH]
-        keep = extent >= length
+        along_extent = stats[:, cv2.CC_STAT_HEIGHT if vertical else cv2.CC_STAT_WIDTH]
+        across_extent = stats[:, cv2.CC_STAT_WIDTH if vertical else cv2.CC_STAT_HEIGHT]
+        # Long, and straight: a thick curved stroke (a bold 3's arc) is made of runs too,
+        # but they wander across far more than a line's tilt.
+        keep = (along_extent >= length) & (across_extent <= 0.2 * along_extent)
         keep[0] = False
         if keep.any():
             found |= weak & keep[labels].view(np.uint8)

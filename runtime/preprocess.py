@@ -64,9 +64,10 @@ def page_at_writing_scale(gray: np.ndarray) -> tuple[InkPage, list[Piece], float
             page.min_side = min(page.min_side, 0.25 * WRITING_HEIGHT)
             ink = without_grid(page, ink_pieces(page))
             height = writing_height(ink.pieces)
-    # Ink longer than a few digits are tall: lines (a grid, a box, an underline) to take out.
+    # Ink longer than a few digits are tall: lines (a grid, a box, an underline) to take out;
+    # known only where there is writing to compare with (three digit-sized pieces or more).
     longest = max((max(c.w, c.h) for c in ink.everything), default=0)
-    if height and longest >= LINE_LENGTH * height:
+    if height and longest >= LINE_LENGTH * height and _is_writing(ink.pieces, height):
         ink = ink_pieces(page, line_length=LINE_LENGTH * height)
     page.not_lines = ink.not_lines
     return page, ink.pieces, height
@@ -87,8 +88,14 @@ def without_grid(page: InkPage, ink: Ink) -> Ink:
         return ink
     trial = ink_pieces(page, line_length=length)
     height = writing_height(trial.pieces)
-    like = sum(0.5 * height <= c.h <= 2 * height for c in trial.pieces)
-    return trial if 0 < height <= length / LINE_LENGTH and like >= 3 else ink
+    if 0 < height <= length / LINE_LENGTH and _is_writing(trial.pieces, height):
+        return trial
+    return ink
+
+
+def _is_writing(pieces: list[Piece], height: float) -> bool:
+    """Three pieces of the writing's height or more: digits to compare a line with."""
+    return sum(0.5 * height <= c.h <= 2 * height for c in pieces) >= 3
 
 
 def find_digit_crops(
