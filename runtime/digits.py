@@ -1,5 +1,8 @@
 """Every digit in a frame: find the crops, classify them all in one batch, read them in order.
 
+Regions that may be touching digits are also read as 2 or 3 parts, in the same batch; the
+reading the classifier is clearly surer of is kept (runtime/split.py).
+
 classifier = DigitClassifier("models/mnist_int8.tflite")
 result = recognize(frame, classifier, min_confidence=0.6)
 print(result.text, [d.box for d in result.digits])
@@ -12,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mnist_edge.runtime.classifier import DigitClassifier
-from mnist_edge.runtime.preprocess import find_digit_crops
+from mnist_edge.runtime.preprocess import find_digit_candidates
+from mnist_edge.runtime.split import choose_reading
 
 WEAK_MARK = "?"  # stands for a weak digit in `text` when weak digits are kept
 
@@ -55,18 +59,36 @@ def recognize(
     `drop_weak`, otherwise kept, flagged, and shown as WEAK_MARK in `text`. A blank frame
     gives no digits and an empty text, never a guess.
     """
-    crops = find_digit_crops(frame)
-    if not crops:
+    candidates = find_digit_candidates(frame)
+    if not candidates:
         return FrameResult(digits=[], text="")
-    probabilities = classifier.predict(np.stack([crop for _, crop in crops]))
+    # The whole regions and every part of every split, in one batch.
+    crops = [c.crop for c in candidates]
+    crops += [crop for c in candidates for cut in c.splits for _, crop in cut]
+    probabilities = classifier.predict(np.stack(crops))
     best = probabilities.argmax(axis=1)
+    readings = []  # (box, label, probabilities, crop) in reading order
+    k = len(candidates)
+    for i, c in enumerate(candidates):
+        parts = []
+        for cut in c.splits:
+            parts.append([(box, crop, k + j) for j, (box, crop) in enumerate(cut)])
+            k += len(cut)
+        sureness = [[float(probabilities[j].max()) for _, _, j in cut] for cut in parts]
+        aspect = c.box[2] / max(1, c.box[3])
+        chosen = choose_reading(float(probabilities[i].max()), aspect, sureness)
+        if chosen is None:
+            readings.append((c.box, c.crop, i))
+        else:
+            readings.extend(parts[chosen])
     digits = []
-    for (box, crop), label, p in zip(crops, best, probabilities, strict=True):
-        confidence = float(p[label])
+    for box, crop, j in readings:
+        label = int(best[j])
+        confidence = float(probabilities[j][label])
         weak = confidence < min_confidence
         if weak and drop_weak:
             continue
-        digits.append(Digit(int(label), confidence, box, weak, crop))
+        digits.append(Digit(label, confidence, box, weak, crop))
     text = "".join(WEAK_MARK if d.weak else _label(classifier, d.digit) for d in digits)
     return FrameResult(digits=digits, text=text)
 

@@ -109,12 +109,15 @@ def _stretch(ink: np.ndarray, low: int) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def digit_ink(page: InkPage, pieces: list[Piece], box: tuple[int, int, int, int]) -> np.ndarray:
+def digit_ink(
+    page: InkPage, pieces: list[Piece], box: tuple[int, int, int, int], clip_x: bool = False
+) -> np.ndarray:
     """One digit's graded ink, white on black, at up to twice STROKE_BOX pixels.
 
     From the full-resolution frame when the work copy is too coarse for that. Only pixels
     near the digit's own regions count, so a neighbour reaching into the box or a speck
-    does not end up in the crop.
+    does not end up in the crop. `clip_x`: nothing left or right of the box (a part of a
+    split region, whose neighbour's ink touches it).
     """
     x, y, bw, bh = box
     m = 2  # pixels of margin (work scale) for the soft edges of the strokes
@@ -124,6 +127,9 @@ def digit_ink(page: InkPage, pieces: list[Piece], box: tuple[int, int, int, int]
     for px, py, pw, ph, _, mask, _ in pieces:
         mine[py - ya : py - ya + ph, px - xa : px - xa + pw] |= mask
     mine = cv2.dilate(mine, rect_kernel(5, 5))
+    if clip_x:
+        mine[:, : x - xa] = 0
+        mine[:, x + bw - xa :] = 0
     if page.not_lines is not None:
         mine &= page.not_lines[ya:yb, xa:xb]
     if max(bw, bh) >= STROKE_BOX or page.scale == 1.0:

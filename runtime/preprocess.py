@@ -15,6 +15,8 @@ A blank frame gives no digits.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from mnist_edge.runtime.mnist_crop import digit_ink, to_mnist_28x28
@@ -34,6 +36,7 @@ from mnist_edge.runtime.regions import (
     reading_order,
     writing_height,
 )
+from mnist_edge.runtime.split import split_options
 
 __all__ = ["find_digit_crops", "reading_order", "to_gray", "to_mnist_28x28"]
 
@@ -98,12 +101,20 @@ def _is_writing(pieces: list[Piece], height: float) -> bool:
     return sum(0.5 * height <= c.h <= 2 * height for c in pieces) >= 3
 
 
-def find_digit_crops(
-    frame: np.ndarray,
-) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
-    """Every digit in a BGR or grey frame: [(box (x, y, w, h) in frame pixels, 28x28 float32)].
+class Candidate(NamedTuple):
+    """One region of a frame: its box and 28x28 crop, and the ways to read it as 2 or 3
+    touching digits (each a list of (box, crop) side by side)."""
 
-    In reading order (lines top to bottom, each left to right); a blank frame gives [].
+    box: tuple[int, int, int, int]
+    crop: np.ndarray
+    splits: list[list[tuple[tuple[int, int, int, int], np.ndarray]]]
+
+
+def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
+    """Every digit-like region of a BGR or grey frame in reading order, with its splits.
+
+    A blank frame gives []. What splitting to keep is the classifier's call
+    (`mnist_edge.runtime.digits.recognize`).
     """
     gray = to_gray(frame)
     h, w = gray.shape
@@ -112,12 +123,33 @@ def find_digit_crops(
     digit = mnist_like_digit(gray)
     if digit is not None:
         # Already an MNIST digit: pass it through untouched, as the test set does.
-        return [((0, 0, w, h), digit.astype(np.float32) / 255.0)]
+        return [Candidate((0, 0, w, h), digit.astype(np.float32) / 255.0, [])]
     ink = tight_crop_ink(gray)
     if ink is not None:
-        return [((0, 0, w, h), to_mnist_28x28(ink))] if ink.any() else []
+        return [Candidate((0, 0, w, h), to_mnist_28x28(ink), [])] if ink.any() else []
     page, pieces, height = page_at_writing_scale(gray)
-    results = []
-    for box, parts in digit_regions(pieces, height):
-        results.append((page.frame_box(box), to_mnist_28x28(digit_ink(page, parts, box))))
-    return results
+    regions = digit_regions(pieces, height)
+    options = split_options(regions)
+    out = []
+    for i, (box, parts) in enumerate(regions):
+        crop = to_mnist_28x28(digit_ink(page, parts, box))
+        splits = [
+            [
+                (page.frame_box(b), to_mnist_28x28(digit_ink(page, p, b, clip_x=True)))
+                for b, p in cut
+            ]
+            for cut in options.get(i, [])
+        ]
+        out.append(Candidate(page.frame_box(box), crop, splits))
+    return out
+
+
+def find_digit_crops(
+    frame: np.ndarray,
+) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+    """Every digit in a BGR or grey frame: [(box (x, y, w, h) in frame pixels, 28x28 float32)].
+
+    In reading order (lines top to bottom, each left to right); a blank frame gives []. The
+    regions as found, unsplit: splitting touching digits needs the classifier (recognize).
+    """
+    return [(c.box, c.crop) for c in find_digit_candidates(frame)]

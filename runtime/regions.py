@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from mnist_edge.runtime.lines import long_lines, ruled_lines
-from mnist_edge.runtime.page import MIN_INK, InkPage
+from mnist_edge.runtime.page import MIN_INK, InkPage, rect_kernel
 
 STRONG_INK = 0.2  # ... and a region needs some pixels this dark (or Otsu's level) to count
 MAX_PIECES = 400  # ink pieces considered per frame, the biggest first
@@ -287,6 +287,15 @@ def ink_pieces(page: InkPage, line_length: float | None = None) -> Ink:
         strong = strong & not_lines
     h, w = weak.shape
     comps = _components(strong, weak, page.min_side)
+    if line_length is not None and not_lines is not None:
+        # What is left of a line (its ends, the stubs kept where other lines cross it) lies
+        # along it; a digit that touches a line has most of its ink away from it.
+        near = cv2.dilate(1 - not_lines, rect_kernel(7, 7))
+        comps = [
+            c
+            for c in comps
+            if cv2.countNonZero(c.mask & near[c.y : c.y + c.h, c.x : c.x + c.w]) < 0.5 * c.area
+        ]
     # Plain Python from here: a handful of pieces, where numpy's per-call cost dominates.
     return Ink([c for c in comps if not _is_junk(c, (h, w))], comps, not_lines)
 
@@ -337,5 +346,14 @@ def digit_regions(
     kept = []
     for line in text_lines(boxes):
         typical = statistics.median(boxes[i][3] for i in line)
-        kept += [regions[i] for i in line if boxes[i][3] >= max(0.4 * typical, least)]
+        kept += [
+            regions[i]
+            for i in line
+            if boxes[i][3] >= max(0.4 * typical, least) and not _is_dash(boxes[i], height)
+        ]
     return kept
+
+
+def _is_dash(box: tuple[int, int, int, int], height: float) -> bool:
+    """Flat and low against the writing: a dash, a minus, the end of a line, not a digit."""
+    return bool(height) and box[3] < 0.5 * height and box[2] > 1.5 * box[3]
