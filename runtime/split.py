@@ -18,10 +18,10 @@ Box = tuple[int, int, int, int]
 
 SPLIT_ASPECT = 1.0  # width / height from which a region is also read as 2 parts
 SPLIT3_ASPECT = 1.5  # ... and as 3 parts
-NEVER_ONE_ASPECT = 1.3  # wider than this, one digit is unlikely: the parts are favoured
+NEVER_ONE_ASPECT = 1.6  # wider than this, one digit is unlikely: the parts are favoured
 MAX_SPLIT_CROPS = 48  # candidate crops per frame, the widest regions first
-UNSURE = 0.6  # a whole no wider than NEVER_ONE_ASPECT is split only when read less sure...
-PARTS_SURE = 0.9  # ... and every part at least this sure
+UNSURE = 0.5  # a whole no wider than NEVER_ONE_ASPECT is split only when read less sure...
+PARTS_SURE = 0.97  # ... and every part at least this sure
 
 
 def split_parts(box: Box, pieces: list[Piece], parts: int) -> list[tuple[Box, list[Piece]]]:
@@ -104,7 +104,7 @@ def choose_reading(whole: float, aspect: float, options: list[list[float]]) -> i
     `whole`: the classifier's confidence in the whole region; `options`: the confidences of
     each option's parts. An option scores its least sure part. A region no wider than
     NEVER_ONE_ASPECT is split only when the whole is unsure (below UNSURE) and every part
-    sure (PARTS_SURE); a wider one when its parts are about as sure as the whole, and sure.
+    sure (PARTS_SURE); a wider one when its parts are about as sure as the whole.
     (MNIST models are confident on almost anything, so the parts must be very sure.)
     """
     if not options:
@@ -113,4 +113,4 @@ def choose_reading(whole: float, aspect: float, options: list[list[float]]) -> i
     best = int(np.argmax(scores))
     if aspect < NEVER_ONE_ASPECT:
         return best if whole < UNSURE and scores[best] >= PARTS_SURE else None
-    return best if scores[best] >= max(PARTS_SURE, whole - 0.1) else None
+    return best if scores[best] >= min(PARTS_SURE, whole) - 0.1 else None
