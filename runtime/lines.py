@@ -113,7 +113,7 @@ def ruled_lines(weak: np.ndarray) -> np.ndarray:
     return lines
 
 
-def long_lines(weak: np.ndarray, length: int) -> np.ndarray:
+def long_lines(weak: np.ndarray, length: int, known: np.ndarray | None = None) -> np.ndarray:
     """Straight lines at least `length` long, of any thickness: a 0/1 mask of their pixels.
 
     What runs straight across several digits' heights is a line: a sudoku's or a table's grid
@@ -122,7 +122,8 @@ def long_lines(weak: np.ndarray, length: int) -> np.ndarray:
     tilts a little, a run of a third of its length does not; the chain must stay within a
     fifth of its length across (a tilt up to about 10 degrees). Every row of a thick line is a
     run too, so a marker's line goes whole. Line pixels within 3 pixels of other ink are kept:
-    where a stroke crosses or touches the line, the stroke stays whole.
+    where a stroke crosses or touches the line, the stroke stays whole. `known`: lines found
+    already (ruled_lines), which are neither such ink nor a gap in a longer line.
     """
     found = np.zeros_like(weak)
     segment = max(9, length // 3)
@@ -142,5 +143,7 @@ def long_lines(weak: np.ndarray, length: int) -> np.ndarray:
     if not found.any():
         return found
     rest = weak & ~found & 1
+    if known is not None:
+        rest &= ~known
     near = cv2.dilate(rest, rect_kernel(7, 7))
     return found & ~near & 1

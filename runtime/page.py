@@ -49,10 +49,15 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
 def mnist_like_digit(gray: np.ndarray) -> np.ndarray | None:
     """A 28x28 image that is already an MNIST digit, as white on black; else None.
 
-    A black border with light ink (an MNIST test image), or a white one with dark ink (the
-    same, inverted): passed through untouched, as the test set feeds it to the model.
+    A black border with light ink within 24x24 (an MNIST test image), or a white one with
+    dark ink (the same, inverted): passed through untouched, as the test set feeds it.
     """
     if gray.shape != (28, 28):
+        return None
+    # MNIST's digits fit a 20x20 box: a digit filling its 28x28 image is a tight crop instead.
+    ink = (gray > 128) if gray.mean() < 128 else (gray < 128)
+    _, _, w, h = cv2.boundingRect(ink.view(np.uint8))
+    if max(w, h) > 24:
         return None
     border = np.concatenate(
         [gray[:2].ravel(), gray[-2:].ravel(), gray[:, :2].ravel(), gray[:, -2:].ravel()]

@@ -82,16 +82,20 @@ def without_grid(page: InkPage, ink: Ink) -> Ink:
     Squared paper or a drawn grid joins the digits and itself into one sparse piece as large
     as the page, so the writing's height cannot be measured. Lines a third of the page's
     shorter side long are taken out on trial, and kept out if what is left is writing: at
-    least three pieces of its height, at most a third of the lines' length. A big digit's own
+    least three pieces of its height, at most a third of the grid's size. A big digit's own
     long strokes (a 4 or a 7 filling the frame) leave a piece or two, or nothing.
     """
     h, w = page.work.shape
     length = min(h, w) / 3
-    if not any(max(c.w, c.h) >= 1.5 * length and c.area < 0.35 * c.w * c.h for c in ink.everything):
+    grids = [
+        c for c in ink.everything if max(c.w, c.h) >= 1.5 * length and c.area < 0.35 * c.w * c.h
+    ]
+    if not grids:
         return ink
     trial = ink_pieces(page, line_length=length)
     height = writing_height(trial.pieces)
-    if 0 < height <= length / LINE_LENGTH and _is_writing(trial.pieces, height):
+    longest = max(max(c.w, c.h) for c in grids)
+    if 0 < height <= longest / LINE_LENGTH and _is_writing(trial.pieces, height):
         return trial
     return ink
 

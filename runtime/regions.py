@@ -185,8 +185,12 @@ def _attach_small_pieces(
             (bx, by, bw, bh), _ = regions[j]
             if max(w, h) >= 0.6 * bh or max(w, h) < 0.15 * bh:  # not a piece: a digit, dirt
                 continue
-            gap = max(bx - (x + w), x - (bx + bw), by - (y + h), y - (by + bh), 0)
+            gap_x = max(bx - (x + w), x - (bx + bw), 0)
+            gap = max(gap_x, by - (y + h), y - (by + bh), 0)
             joined_height = max(y + h, by + bh) - min(y, by)
+            # Beside the region, clear of it, a small piece is a small digit (a 0 by a 7).
+            if gap_x > 0.08 * bh:
+                continue
             if gap <= 0.25 * bh and joined_height <= cap and (best_gap is None or gap < best_gap):
                 best, best_gap = j, gap
         if best is None:
@@ -279,7 +283,7 @@ def ink_pieces(page: InkPage, line_length: float | None = None) -> Ink:
     """
     weak, strong, lines = ink_masks(page)
     if line_length is not None:
-        lines = lines | long_lines(weak & ~lines & 1, max(9, round(line_length)))
+        lines = lines | long_lines(weak, max(9, round(line_length)), known=lines)
     not_lines = None
     if lines.any():
         not_lines = 1 - lines

@@ -1,0 +1,221 @@
+"""The rules for real pages, each on an image built from real MNIST test digits: touching
+digits, wide digits, grids, dense pages, small digits beside tall ones, shadows, tight crops.
+Then the accuracy on real photos and USPS digits (../shared/data), skipped when missing."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from mnist_edge.runtime.classifier import DigitClassifier
+from mnist_edge.runtime.digits import recognize
+from mnist_edge.runtime.images import read_image
+from tests.real_photos_report import (
+    REAL_PHOTOS,
+    USPS_FILE,
+    digits_right,
+    read_photos,
+    read_usps,
+    score,
+    usps_sample,
+)
+from tests.synthetic import camera_frame_with_boxes, scaled_ink
+
+
+@pytest.fixture(scope="module")
+def classifier(int8_model) -> DigitClassifier:
+    return DigitClassifier(int8_model)
+
+
+@pytest.fixture(scope="module")
+def sure(mnist, classifier) -> dict[int, list[int]]:
+    """Test digits the model reads right and sure when fed directly, by label: the rules are
+    tested on the page, not on the model's own errors."""
+    probabilities = classifier.predict(mnist.x_test[:3000] / 255.0)
+    picks: dict[int, list[int]] = {d: [] for d in range(10)}
+    for i, p in enumerate(probabilities):
+        if p.argmax() == mnist.y_test[i] and p.max() > 0.99:
+            picks[int(mnist.y_test[i])].append(i)
+    return picks
+
+
+def paper_with(items, size=(480, 640), seed=0) -> np.ndarray:
+    """A grey camera-like page with dark ink: items are (ink 0..1 float patch, x, y)."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    alpha = np.zeros((h, w), np.float32)
+    for ink, x, y in items:
+        ih, iw = ink.shape
+        np.maximum(alpha[y : y + ih, x : x + iw], ink, out=alpha[y : y + ih, x : x + iw])
+    page = 215 + rng.normal(0, 3, (h, w))
+    image = page * (1 - 0.85 * alpha) + 30 * 0.85 * alpha
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def test_touching_digits_become_two(mnist, classifier, sure):
+    rng = np.random.default_rng(0)
+    pairs = right = 0
+    for _ in range(20):
+        a, b = (int(rng.choice(sure[int(d)])) for d in rng.integers(0, 10, 2))
+        frame, _ = camera_frame_with_boxes(
+            [mnist.x_test[a], mnist.x_test[b]], rng, height_frac=0.3, gap=-0.04, jpeg_quality=90
+        )
+        pairs += 1
+        want = f"{mnist.y_test[a]}{mnist.y_test[b]}"
+        right += recognize(frame, classifier).text == want
+    assert right >= 0.6 * pairs, f"{right} of {pairs} touching pairs read as their two digits"
+
+
+def widened(digit: np.ndarray, factor: float) -> np.ndarray:
+    h, w = digit.shape
+    wide = cv2.resize(digit, (round(w * factor), h), interpolation=cv2.INTER_LINEAR)
+    out = np.zeros((28, max(28, wide.shape[1] + 4)), np.uint8)
+    out[:, 2 : 2 + wide.shape[1]] = wide
+    return out
+
+
+def with_long_stroke(digit: np.ndarray, row: str) -> np.ndarray:
+    """The digit on a wider canvas, its lowest (or highest) stroke drawn on to twice as long."""
+    out = np.zeros((28, 44), np.uint8)
+    out[:, 8:36] = digit
+    rows = np.flatnonzero(out.max(axis=1) > 128)
+    y = rows[-2] if row == "bottom" else rows[1]
+    cols = np.flatnonzero(out[y] > 128)
+    start, end = (
+        (cols[0], min(43, cols[-1] + 10)) if row == "bottom" else (max(0, cols[0] - 10), cols[-1])
+    )
+    cv2.line(out, (int(start), int(y)), (int(end), int(y)), 255, 2)
+    return out
+
+
+@pytest.mark.parametrize("label, make", [
+    (0, lambda d: widened(d, 1.5)),
+    (2, lambda d: with_long_stroke(d, "bottom")),
+    (7, lambda d: with_long_stroke(d, "top")),
+], ids=["wide-0", "2-long-base", "7-long-bar"])  # fmt: skip
+def test_wide_single_digits_stay_one(mnist, classifier, sure, label, make):
+    rng = np.random.default_rng(label)
+    kept = 0
+    picks = sure[label][:15]
+    for i in picks:
+        frame, _ = camera_frame_with_boxes([make(mnist.x_test[i])], rng, height_frac=0.4)
+        kept += len(recognize(frame, classifier).digits) == 1
+    assert kept >= 0.9 * len(picks), f"{kept} of {len(picks)} stayed one digit"
+
+
+def test_drawn_grid_reads_cell_by_cell(mnist, classifier, sure):
+    """A 3x3 table drawn with a marker, digits in 6 of its cells: read row by row."""
+    rng = np.random.default_rng(3)
+    for trial in range(3):
+        cell, left, top, thick = 120, 60, 40, int(rng.integers(3, 9))
+        items, want = [], ""
+        filled = [(r, c) for r in range(3) for c in range(3) if (r + c + trial) % 3 != 1]
+        for r, c in filled:
+            d = int(rng.integers(10))
+            i = int(rng.choice(sure[d]))
+            ink = scaled_ink(mnist.x_test[i], int(rng.integers(50, 70)))
+            x = left + c * cell + (cell - ink.shape[1]) // 2 + int(rng.integers(-8, 9))
+            y = top + r * cell + (cell - ink.shape[0]) // 2 + int(rng.integers(-8, 9))
+            items.append((ink, x, y))
+            want += str(d)
+        grid = np.zeros((480, 640), np.float32)
+        for k in range(4):  # hand-drawn: a little tilted
+            a, b = left + k * cell, top + k * cell
+            cv2.line(grid, (left, b), (left + 3 * cell, b + int(rng.integers(-4, 5))), 1.0, thick)
+            cv2.line(grid, (a, top), (a + int(rng.integers(-4, 5)), top + 3 * cell), 1.0, thick)
+        items.append((grid, 0, 0))
+        result = recognize(paper_with(items, seed=trial), classifier)
+        assert digits_right(result.text, want) >= len(want) - 1, (result.text, want)
+
+
+def test_page_of_ten_rows_of_small_digits_reads_row_by_row(mnist, classifier, sure):
+    rng = np.random.default_rng(4)
+    rows, want = [], ""
+    for _ in range(10):
+        labels = rng.integers(0, 10, 10)
+        rows.append([mnist.x_test[int(rng.choice(sure[int(d)]))] for d in labels])
+        want += "".join(str(int(d)) for d in labels)
+    frame, _ = camera_frame_with_boxes(rows, rng, size=(2000, 1500), height_frac=0.04, gap=0.5)
+    text = recognize(frame, classifier).text
+    assert digits_right(text, want) >= 0.95 * len(want), f"read {text}"
+
+
+def test_small_zero_beside_tall_sevens_stays(mnist, classifier, sure):
+    rng = np.random.default_rng(5)
+    for trial in range(5):
+        seven = [scaled_ink(mnist.x_test[int(rng.choice(sure[7]))], 150) for _ in range(2)]
+        zero = [scaled_ink(mnist.x_test[int(rng.choice(sure[0]))], 65) for _ in range(2)]
+        x, items = 60, []
+        for tall, small in zip(seven, zero, strict=True):
+            items.append((tall, x, 150))
+            x += tall.shape[1] + 30
+            items.append((small, x, 150 + 150 - 65))  # on the baseline, like the 7's foot
+            x += small.shape[1] + 30
+        text = recognize(paper_with(items, seed=trial), classifier).text
+        assert text == "7070", f"trial {trial}: {text}"
+
+
+def test_shadow_edge_is_not_a_digit(mnist, classifier, sure):
+    rng = np.random.default_rng(6)
+    h, w = 480, 640
+    ys, xs = np.mgrid[0:h, 0:w]
+    for trial in range(6):
+        a = rng.uniform(0, np.pi)
+        side = np.cos(a) * (xs - w / 2) + np.sin(a) * (ys - h / 2) - rng.uniform(-100, 100)
+        light = np.where(side > 0, rng.uniform(0.45, 0.7), 1.0)
+        light = cv2.GaussianBlur(light.astype(np.float32), (0, 0), rng.uniform(0.8, 3))
+        page = 220 * light + rng.normal(0, 3, (h, w))
+        frame = np.clip(page, 0, 255).astype(np.uint8)
+        frame = cv2.imdecode(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 70])[1], 0)
+        assert recognize(frame, classifier).digits == [], f"trial {trial}"
+
+
+@pytest.mark.parametrize("side", [16, 28, 64])
+@pytest.mark.parametrize("polarity", ["white-on-black", "black-on-white"])
+def test_tight_crops_read_as_one_digit(mnist, classifier, sure, side, polarity):
+    """A digit filling its image, as people save digits and USPS stores them."""
+    right = one = 0
+    picks = [sure[d][k] for d in range(10) for k in range(5)]
+    for i in picks:
+        digit = mnist.x_test[i]
+        rows, cols = np.flatnonzero(digit.max(axis=1)), np.flatnonzero(digit.max(axis=0))
+        ink = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        tight = cv2.resize(ink, (side, side), interpolation=cv2.INTER_AREA)
+        image = tight if polarity == "white-on-black" else 255 - tight
+        result = recognize(image, classifier)
+        one += len(result.digits) == 1
+        right += result.text == str(mnist.y_test[i])
+    assert one == len(picks)
+    assert right >= 0.9 * len(picks), f"{right} of {len(picks)}"
+
+
+def test_real_photos(classifier):
+    if not (REAL_PHOTOS / "labels.csv").is_file():
+        pytest.skip(f"{REAL_PHOTOS} missing: the real-photo figures need ../shared/data")
+    rows = read_photos(classifier)
+    by_kind = {k: score([r for r in rows if r["kind"] == k]) for k in {r["kind"] for r in rows}}
+    every = score(rows)
+    # Bars a little under this session's figures (86 % of all digits, 97 % of single photos).
+    assert every["right"] >= 0.82 * every["digits"], every
+    assert by_kind["photo_single"]["right"] >= 0.9 * by_kind["photo_single"]["digits"]
+    assert by_kind["photo_multi"]["right"] >= 0.8 * by_kind["photo_multi"]["digits"]
+
+
+def test_usps_digits_as_files(classifier):
+    if not USPS_FILE.is_file():
+        pytest.skip(f"{USPS_FILE} missing: the USPS figures need ../shared/data")
+    images, labels = usps_sample(400, seed=1)
+    usps = read_usps(classifier, images, labels)
+    for form in ("16x16", "64x64 scan"):
+        # Within 2 points of the model on the same digits in MNIST's layout (measured: 0-0.2).
+        assert usps[form]["right"] >= usps["direct"] - 0.02, (form, usps)
+        assert usps[form]["empty"] == 0
+
+
+def test_image_files_of_tight_crops(tmp_path, mnist, classifier, sure):
+    """The same through a PNG file, as `predict` reads it."""
+    i = sure[3][0]
+    path = tmp_path / "three.png"
+    cv2.imwrite(str(path), 255 - cv2.resize(mnist.x_test[i][4:24, 4:24], (16, 16)))
+    assert recognize(read_image(path), classifier).text == "3"
