@@ -3,7 +3,7 @@
     python -m tests.script_fonts [--numbers 200] [--model PATH]
 
 A different handwriting from MNIST's: each digit drawn with a font from Debian's handwriting
-and script font packages (fonts-dkg-handwriting, fonts-breip, fonts-femkeklaver,
+and script font packages (fonts-dkg-handwriting, fonts-breip,
 fonts-humor-sans, fonts-dancingscript, fonts-comic-neue; `apt-get install` them; not
 fonts-femkeklaver, whose digits are hollow outlines, not pen strokes), then put into
 a camera-like frame by tests/synthetic.py exactly as MNIST digits are (paper, light, shadow,
