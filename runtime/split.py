@@ -20,7 +20,7 @@ SPLIT_ASPECT = 1.0  # width / height from which a region is also read as 2 parts
 SPLIT3_ASPECT = 1.5  # ... and as 3 parts
 NEVER_ONE_ASPECT = 1.6  # wider than this, one digit is unlikely: the parts are favoured
 MAX_SPLIT_CROPS = 48  # candidate crops per frame, the widest regions first
-UNSURE = 0.5  # a whole no wider than NEVER_ONE_ASPECT is split only when read less sure...
+UNSURE = 0.3  # a whole no wider than NEVER_ONE_ASPECT is split only when read less sure...
 PARTS_SURE = 0.97  # ... and every part at least this sure
 
 
