@@ -16,7 +16,7 @@ from mnist_edge.runtime.regions import Piece
 
 Box = tuple[int, int, int, int]
 
-SPLIT_ASPECT = 1.0  # width / height from which a region is also read as 2 parts
+SPLIT_ASPECT = 1.2  # width / height from which a region is also read as 2 parts
 SPLIT3_ASPECT = 1.5  # ... and as 3 parts
 NEVER_ONE_ASPECT = 1.6  # wider than this, one digit is unlikely: the parts are favoured
 MAX_SPLIT_CROPS = 48  # candidate crops per frame, the widest regions first
