@@ -20,6 +20,8 @@ from mnist_edge.runtime.lines import long_lines, ruled_lines
 from mnist_edge.runtime.page import MIN_INK, InkPage, rect_kernel
 
 STRONG_INK = 0.2  # ... and a region needs some pixels this dark (or Otsu's level) to count
+WEAK_SHARE = 0.5  # a piece with less strong ink than this share of its pixels is trimmed ...
+NEAR_STRONG = 3  # ... to the faint ink within this many pixels of its strong ink
 MAX_PIECES = 400  # ink pieces considered per frame, the biggest first
 
 
@@ -55,9 +57,24 @@ def _components(strong: np.ndarray, weak: np.ndarray, min_side: float) -> list[P
         if count > 2:  # other ink in the box: a neighbour's tip, a speck in a loop
             x0, y0 = contour[0, 0]
             mine = (labels == labels[y0 - y, x0 - x]).view(np.uint8)
-        strong_area = cv2.countNonZero(strong[y : y + h, x : x + w] & mine)
-        if strong_area:
-            rows.append(Piece(x, y, w, h, cv2.countNonZero(mine), mine, strong_area))
+        own_strong = strong[y : y + h, x : x + w] & mine
+        strong_area = cv2.countNonZero(own_strong)
+        if not strong_area:
+            continue
+        area = cv2.countNonZero(mine)
+        if strong_area < WEAK_SHARE * area:
+            # Mostly faint: a pen stroke is dark to its edges, a shadow's edge or a smudge
+            # is a wide faint field around a little strong ink. Only the faint ink next to
+            # strong ink (a stroke's soft edge, a faint stretch of it) is kept.
+            mine = mine & cv2.dilate(
+                own_strong, rect_kernel(2 * NEAR_STRONG + 1, 2 * NEAR_STRONG + 1)
+            )
+            bx, by, w, h = cv2.boundingRect(mine)
+            if max(w, h) < min_side:
+                continue
+            mine = np.ascontiguousarray(mine[by : by + h, bx : bx + w])
+            x, y, area = x + bx, y + by, cv2.countNonZero(mine)
+        rows.append(Piece(x, y, w, h, area, mine, strong_area))
     return rows
 
 

@@ -68,7 +68,7 @@ def read_photos(
         if annotated is not None:
             annotated.mkdir(parents=True, exist_ok=True)
             name = Path(row["file"]).stem + ".png"
-            cv2.imwrite(str(annotated / name), draw_results(image, result))
+            cv2.imwrite(str(annotated / name), draw_results(image, result, insets=True))
         rows.append({**row, "read": result.text, "ms": seconds * 1e3, "result": result})
     return rows
 
