@@ -22,6 +22,7 @@ from mnist_edge.runtime.page import MIN_INK, InkPage, rect_kernel
 STRONG_INK = 0.2  # ... and a region needs some pixels this dark (or Otsu's level) to count
 WEAK_SHARE = 0.5  # a piece with less strong ink than this share of its pixels is trimmed ...
 NEAR_STRONG = 3  # ... to the faint ink within this many pixels of its strong ink
+CAP = 1.3  # a merged region is at most this many times the median digit-sized piece tall
 MAX_PIECES = 400  # ink pieces considered per frame, the biggest first
 
 
@@ -120,7 +121,7 @@ def _digit_height_cap(boxes: list[tuple[int, ...]], height: float) -> float:
         if x >= end - 0.25 * w:
             columns += 1
         end = max(end, x + w)
-    return 1.3 * float(statistics.median(b[3] for b in big)) if columns >= 3 else math.inf
+    return CAP * float(statistics.median(b[3] for b in big)) if columns >= 3 else math.inf
 
 
 def _merge_pieces(boxes: list[tuple[int, ...]], cap: float) -> list[list[int]]:
