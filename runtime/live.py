@@ -63,7 +63,7 @@ def draw_results(
         if insets and digit.crop is not None:
             _draw_inset(out, digit.crop, digit.box, colour)
         # Small digits on a big page get smaller labels, so neighbours' labels do not pile up.
-        size = min(scale, max(0.35, h / 45))
+        size = min(scale, max(0.35, h / 90))
         weight = max(1, round(2 * size))
         label = f"{digit.digit} {digit.confidence:.0%}"
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, size, weight)

@@ -235,8 +235,9 @@ def text_lines(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
     right.
 
     Taken top to bottom by their vertical middle, a box joins the line whose band holds its
-    middle: the band from the median top to the median bottom of the line's boxes, so one
-    tall digit (a 7 with a long tail) does not widen a line into the next.
+    middle: the band from the median top to the median bottom of the line's boxes (and 15 %
+    of that beyond), so one tall digit (a 7 with a long tail) does not widen a line into the
+    next.
     """
     lines: list[list[int]] = []
     tops: list[list[int]] = []
@@ -247,7 +248,8 @@ def text_lines(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
         best, best_gap = None, None
         for k in range(len(lines)):
             top, bottom = statistics.median(tops[k]), statistics.median(bottoms[k])
-            if top <= middle <= bottom:
+            slack = 0.15 * (bottom - top)  # a box of the next line is a half digit further
+            if top - slack <= middle <= bottom + slack:
                 gap = abs(middle - (top + bottom) / 2)
                 if best_gap is None or gap < best_gap:
                     best, best_gap = k, gap
