@@ -63,19 +63,24 @@ def _components(strong: np.ndarray, weak: np.ndarray, min_side: float) -> list[P
         if not strong_area:
             continue
         area = cv2.countNonZero(mine)
-        if strong_area < WEAK_SHARE * area:
-            # Mostly faint: a pen stroke is dark to its edges, a shadow's edge or a smudge
-            # is a wide faint field around a little strong ink. Only the faint ink next to
-            # strong ink (a stroke's soft edge, a faint stretch of it) is kept.
-            mine = mine & cv2.dilate(
-                own_strong, rect_kernel(2 * NEAR_STRONG + 1, 2 * NEAR_STRONG + 1)
-            )
-            bx, by, w, h = cv2.boundingRect(mine)
-            if max(w, h) < min_side:
+        if strong_area >= WEAK_SHARE * area:
+            rows.append(Piece(x, y, w, h, area, mine, strong_area))
+            continue
+        # Mostly faint: a pen stroke is dark to its edges, a shadow's edge or a smudge (or
+        # the grain of cardboard joining the digits written on it) is a wide faint field
+        # around a little strong ink. Only the faint ink next to strong ink (a stroke's soft
+        # edge, a faint stretch of it) is kept, and what falls apart is pieces of its own.
+        near = cv2.dilate(own_strong, rect_kernel(2 * NEAR_STRONG + 1, 2 * NEAR_STRONG + 1))
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mine & near, connectivity=8)
+        for k in range(1, count):
+            bx, by, bw, bh, _ = (int(v) for v in stats[k])
+            if max(bw, bh) < min_side:
                 continue
-            mine = np.ascontiguousarray(mine[by : by + h, bx : bx + w])
-            x, y, area = x + bx, y + by, cv2.countNonZero(mine)
-        rows.append(Piece(x, y, w, h, area, mine, strong_area))
+            part = np.ascontiguousarray((labels[by : by + bh, bx : bx + bw] == k).view(np.uint8))
+            part_strong = cv2.countNonZero(own_strong[by : by + bh, bx : bx + bw] & part)
+            if part_strong:
+                area = cv2.countNonZero(part)
+                rows.append(Piece(x + bx, y + by, bw, bh, area, part, part_strong))
     return rows
 
 
