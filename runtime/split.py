@@ -22,6 +22,8 @@ NEVER_ONE_ASPECT = 1.6  # wider than this, one digit is unlikely: the parts are 
 MAX_SPLIT_CROPS = 48  # candidate crops per frame, the widest regions first
 UNSURE = 0.3  # a whole no wider than NEVER_ONE_ASPECT is split only when read less sure...
 PARTS_SURE = 0.97  # ... and every part at least this sure
+CERTAIN = 0.99  # a whole read this sure is split only when wider still:
+NEVER_ONE_CERTAIN_ASPECT = 2.5  # (a flat 2 with a long base is twice as wide as tall)
 
 
 def split_parts(box: Box, pieces: list[Piece], parts: int) -> list[tuple[Box, list[Piece]]]:
@@ -104,7 +106,8 @@ def choose_reading(whole: float, aspect: float, options: list[list[float]]) -> i
     `whole`: the classifier's confidence in the whole region; `options`: the confidences of
     each option's parts. An option scores its least sure part. A region no wider than
     NEVER_ONE_ASPECT is split only when the whole is unsure (below UNSURE) and every part
-    sure (PARTS_SURE); a wider one when its parts are about as sure as the whole.
+    sure (PARTS_SURE); a wider one when its parts are about as sure as the whole, unless the
+    whole is CERTAIN and the region under NEVER_ONE_CERTAIN_ASPECT.
     (MNIST models are confident on almost anything, so the parts must be very sure.)
     """
     if not options:
@@ -113,4 +116,6 @@ def choose_reading(whole: float, aspect: float, options: list[list[float]]) -> i
     best = int(np.argmax(scores))
     if aspect < NEVER_ONE_ASPECT:
         return best if whole < UNSURE and scores[best] >= PARTS_SURE else None
+    if whole >= CERTAIN and aspect < NEVER_ONE_CERTAIN_ASPECT:
+        return None
     return best if scores[best] >= min(PARTS_SURE, whole) - 0.1 else None
