@@ -32,10 +32,12 @@ from mnist_edge.runtime.regions import (
     Ink,
     Piece,
     digit_regions,
+    ink_masks,
     ink_pieces,
     reading_order,
     writing_height,
 )
+from mnist_edge.runtime.skew import MIN_SKEW, box_back, line_angle, upright
 from mnist_edge.runtime.split import split_options
 
 __all__ = ["find_digit_crops", "reading_order", "to_gray", "to_mnist_28x28"]
@@ -100,6 +102,11 @@ def without_grid(page: InkPage, ink: Ink) -> Ink:
     return ink
 
 
+def _is_grid(piece: Piece, shape: tuple[int, int]) -> bool:
+    """Half the page's shorter side long and sparse: lines joined into a grid or a table."""
+    return max(piece.w, piece.h) >= 0.5 * min(shape) and piece.area < 0.35 * piece.w * piece.h
+
+
 def _is_writing(pieces: list[Piece], height: float) -> bool:
     """Three pieces of the writing's height or more: digits to compare a line with."""
     return sum(0.5 * height <= c.h <= 2 * height for c in pieces) >= 3
@@ -132,6 +139,21 @@ def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
     if ink is not None:
         return [Candidate((0, 0, w, h), to_mnist_28x28(ink), [])] if ink.any() else []
     page, pieces, height = page_at_writing_scale(gray)
+    back = None
+    grids = [c for c in pieces if _is_grid(c, page.work.shape)]
+    if grids:
+        # A grid is still there, whole: perhaps a page photographed askew.
+        angle = line_angle(ink_masks(page)[0])
+        if angle is not None and abs(angle) >= MIN_SKEW:
+            grid = max(grids, key=lambda c: c.area)
+            turned, turn_back = upright(gray, angle, page.frame_box(grid[:4]))
+            level = page_at_writing_scale(turned)
+            # Kept when the grid came apart into writing: a big digit alone (a 4, a 7) has
+            # long straight strokes too, and stays as it was.
+            if not any(_is_grid(c, level[0].work.shape) for c in level[1]) and _is_writing(
+                level[1], level[2]
+            ):
+                (page, pieces, height), back = level, turn_back
     regions = digit_regions(pieces, height)
     options = split_options(regions)
     out = []
@@ -144,7 +166,11 @@ def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
             ]
             for cut in options.get(i, [])
         ]
-        out.append(Candidate(page.frame_box(box), crop, splits))
+        if back is not None:
+            splits = [[(box_back(b, back, gray.shape), c) for b, c in cut] for cut in splits]
+            out.append(Candidate(box_back(page.frame_box(box), back, gray.shape), crop, splits))
+        else:
+            out.append(Candidate(page.frame_box(box), crop, splits))
     return out
 
 

@@ -104,8 +104,10 @@ def test_wide_single_digits_stay_one(mnist, classifier, sure, label, make):
     assert kept >= 0.9 * len(picks), f"{kept} of {len(picks)} stayed one digit"
 
 
-def test_drawn_grid_reads_cell_by_cell(mnist, classifier, sure):
-    """A 3x3 table drawn with a marker, digits in 6 of its cells: read row by row."""
+@pytest.mark.parametrize("angle", [0.0, 20.0], ids=["level", "askew-20-degrees"])
+def test_drawn_grid_reads_cell_by_cell(mnist, classifier, sure, angle):
+    """A 3x3 table drawn with a marker, digits in 6 of its cells: read row by row, also when
+    the page was photographed askew."""
     rng = np.random.default_rng(3)
     for trial in range(3):
         cell, left, top, thick = 120, 60, 40, int(rng.integers(3, 9))
@@ -125,7 +127,11 @@ def test_drawn_grid_reads_cell_by_cell(mnist, classifier, sure):
             cv2.line(grid, (left, b), (left + 3 * cell, b + int(rng.integers(-4, 5))), 1.0, thick)
             cv2.line(grid, (a, top), (a + int(rng.integers(-4, 5)), top + 3 * cell), 1.0, thick)
         items.append((grid, 0, 0))
-        result = recognize(paper_with(items, seed=trial), classifier)
+        page = paper_with(items, seed=trial)
+        if angle:
+            turn = cv2.getRotationMatrix2D((320, 240), angle, 0.8)
+            page = cv2.warpAffine(page, turn, (640, 480), borderValue=215)
+        result = recognize(page, classifier)
         assert digits_right(result.text, want) >= len(want) - 1, (result.text, want)
 
 
