@@ -20,8 +20,9 @@ from mnist_edge.runtime.lines import long_lines, ruled_lines
 from mnist_edge.runtime.page import MIN_INK, InkPage, rect_kernel
 
 STRONG_INK = 0.2  # ... and a region needs some pixels this dark (or Otsu's level) to count
-WEAK_SHARE = 0.5  # a piece with less strong ink than this share of its pixels is trimmed ...
-NEAR_STRONG = 3  # ... to the faint ink within this many pixels of its strong ink
+WEAK_SHARE = 0.5  # a piece with less strong ink than this share of its pixels loses ...
+FAINT_FIELD = 7  # ... its faint fields: faint ink this many pixels across every way
+FAINT_SHARE = 0.25  # with less strong ink than this, only what is near strong ink is kept
 CAP = 1.3  # a merged region is at most this many times the median digit-sized piece tall
 MAX_PIECES = 400  # ink pieces considered per frame, the biggest first
 
@@ -66,12 +67,21 @@ def _components(strong: np.ndarray, weak: np.ndarray, min_side: float) -> list[P
         if strong_area >= WEAK_SHARE * area:
             rows.append(Piece(x, y, w, h, area, mine, strong_area))
             continue
-        # Mostly faint: a pen stroke is dark to its edges, a shadow's edge or a smudge (or
-        # the grain of cardboard joining the digits written on it) is a wide faint field
-        # around a little strong ink. Only the faint ink next to strong ink (a stroke's soft
-        # edge, a faint stretch of it) is kept, and what falls apart is pieces of its own.
-        near = cv2.dilate(own_strong, rect_kernel(2 * NEAR_STRONG + 1, 2 * NEAR_STRONG + 1))
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(mine & near, connectivity=8)
+        # Mostly faint: a shadow's edge or a smudge is a wide faint field around a little
+        # strong ink; a faint pen (a hair line, a pencil) is faint too, but thin. The faint
+        # fields (what is faint across FAINT_FIELD pixels every way) go; what falls apart
+        # is pieces of its own.
+        side = FAINT_FIELD
+        if strong_area < FAINT_SHARE * area:
+            # Little strong ink: faint lines (squared paper) or a field joining a few dark
+            # strokes. Only the faint ink next to the strong ink is kept. (A digit written
+            # with a hair line is faint too, but mostly keeps a larger share of strong ink.)
+            keep = mine & cv2.dilate(own_strong, rect_kernel(side, side))
+        else:
+            keep = mine & ~cv2.morphologyEx(
+                mine & ~own_strong, cv2.MORPH_OPEN, rect_kernel(side, side)
+            )
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(keep, connectivity=8)
         for k in range(1, count):
             bx, by, bw, bh, _ = (int(v) for v in stats[k])
             if max(bw, bh) < min_side:
