@@ -67,6 +67,27 @@ def test_touching_digits_become_two(mnist, classifier, sure):
     assert right >= 0.6 * pairs, f"{right} of {pairs} touching pairs read as their two digits"
 
 
+def test_split_candidates_share_the_frame_s_one_predict(mnist, int8_model, sure):
+    """The whole region and its cut parts go through one batched call, never a second."""
+    calls = []
+
+    class Counting(DigitClassifier):
+        def predict(self, images):
+            calls.append(len(images))
+            return super().predict(images)
+
+    counting = Counting(int8_model)
+    rng = np.random.default_rng(1)
+    a, b = sure[0][0], sure[8][0]
+    frame, _ = camera_frame_with_boxes(
+        [mnist.x_test[a], mnist.x_test[b]], rng, height_frac=0.3, gap=-0.04, jpeg_quality=90
+    )
+    result = recognize(frame, counting)
+    assert len(calls) == 1 and result.text == "08"
+    # One region 1.2x wider than tall or more: read whole and as 2 parts (3 crops at least).
+    assert calls[0] >= 3, calls
+
+
 def widened(digit: np.ndarray, factor: float) -> np.ndarray:
     h, w = digit.shape
     wide = cv2.resize(digit, (round(w * factor), h), interpolation=cv2.INTER_LINEAR)
