@@ -123,13 +123,14 @@ def _is_junk(piece: Piece, shape: tuple[int, int]) -> bool:
 def _digit_height_cap(boxes: list[tuple[int, ...]], height: float) -> float:
     """How tall one digit can be in this frame: 1.3x the median height of digit-sized pieces.
 
-    Digit-sized: at least half the writing's `height` (or of the tallest piece when that is
-    not known). Only known for a number (digit-sized pieces side by side in at least three
-    columns); merging pieces never makes a region taller than that, so digits of two lines
-    are not joined through a stray piece between them. One digit alone has no such limit:
-    its pieces, stacked, may be all there is.
+    Digit-sized: at least 0.7 times the writing's `height` (or half the tallest piece when
+    that is not known): the parts of a digit cut by a ruled line are not digit-sized. Only
+    known for a number (digit-sized pieces side by side in at least three columns); merging
+    pieces never makes a region taller than that, so digits of two lines are not joined
+    through a stray piece between them. One digit alone has no such limit: its pieces,
+    stacked, may be all there is.
     """
-    least = 0.5 * (height or max((b[3] for b in boxes), default=0))
+    least = 0.7 * height if height else 0.5 * max((b[3] for b in boxes), default=0)
     big = sorted((b for b in boxes if b[3] >= least), key=lambda b: b[0])
     columns, end = 0, -math.inf
     for x, _, w, _ in big:
