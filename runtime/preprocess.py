@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 
 from mnist_edge.runtime.mnist_crop import digit_ink, to_mnist_28x28
@@ -107,6 +108,16 @@ def _is_grid(piece: Piece, shape: tuple[int, int]) -> bool:
     return max(piece.w, piece.h) >= 0.5 * min(shape) and piece.area < 0.35 * piece.w * piece.h
 
 
+def _cells(piece: Piece) -> int:
+    """The holes in a piece at least 1 % of its box: the cells of a grid or a table."""
+    contours, hierarchy = cv2.findContours(piece.mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return 0
+    least = 0.01 * piece.w * piece.h
+    inner = [c for c, h in zip(contours, hierarchy[0], strict=True) if h[3] >= 0]
+    return sum(cv2.contourArea(c) >= least for c in inner)
+
+
 def _is_writing(pieces: list[Piece], height: float) -> bool:
     """Three pieces of the writing's height or more: digits to compare a line with."""
     return sum(0.5 * height <= c.h <= 2 * height for c in pieces) >= 3
@@ -140,9 +151,10 @@ def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
         return [Candidate((0, 0, w, h), to_mnist_28x28(ink), [])] if ink.any() else []
     page, pieces, height = page_at_writing_scale(gray)
     back = None
-    grids = [c for c in pieces if _is_grid(c, page.work.shape)]
+    # A grid still there, whole, with cells (a big digit has a hole or two at most).
+    grids = [c for c in pieces if _is_grid(c, page.work.shape) and _cells(c) >= 4]
     if grids:
-        # A grid is still there, whole: perhaps a page photographed askew.
+        # Perhaps a page photographed askew.
         angle = line_angle(ink_masks(page)[0])
         if angle is not None and abs(angle) >= MIN_SKEW:
             grid = max(grids, key=lambda c: c.area)
