@@ -22,7 +22,6 @@ from mnist_edge.runtime.page import MIN_INK, InkPage, rect_kernel
 STRONG_INK = 0.2  # ... and a region needs some pixels this dark (or Otsu's level) to count
 WEAK_SHARE = 0.5  # a piece with less strong ink than this share of its pixels loses ...
 FAINT_FIELD = 7  # ... its faint fields: faint ink this many pixels across every way
-FAINT_SHARE = 0.25  # with less strong ink than this, only what is near strong ink is kept
 CAP = 1.3  # a merged region is at most this many times the median digit-sized piece tall
 MAX_PIECES = 400  # ink pieces considered per frame, the biggest first
 
@@ -72,15 +71,16 @@ def _components(strong: np.ndarray, weak: np.ndarray, min_side: float) -> list[P
         # fields (what is faint across FAINT_FIELD pixels every way) go; what falls apart
         # is pieces of its own.
         side = FAINT_FIELD
-        if strong_area < FAINT_SHARE * area:
-            # Little strong ink: faint lines (squared paper) or a field joining a few dark
-            # strokes. Only the faint ink next to the strong ink is kept. (A digit written
-            # with a hair line is faint too, but mostly keeps a larger share of strong ink.)
-            keep = mine & cv2.dilate(own_strong, rect_kernel(side, side))
-        else:
-            keep = mine & ~cv2.morphologyEx(
-                mine & ~own_strong, cv2.MORPH_OPEN, rect_kernel(side, side)
-            )
+        keep = mine & ~cv2.morphologyEx(mine & ~own_strong, cv2.MORPH_OPEN, rect_kernel(side, side))
+        # Faint lines too (squared paper's, a shadow's edge): faint ink away from the strong
+        # ink that runs across half the piece or more. A hair-line digit's faint stretches
+        # join its darker parts and are shorter.
+        far = keep & ~cv2.dilate(own_strong, rect_kernel(side, side))
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(far, connectivity=8)
+        reach = 0.5 * max(w, h)
+        long = np.flatnonzero(np.maximum(stats[1:, 2], stats[1:, 3]) >= reach) + 1
+        if long.size:
+            keep = keep & ~np.isin(labels, long).view(np.uint8)
         count, labels, stats, _ = cv2.connectedComponentsWithStats(keep, connectivity=8)
         for k in range(1, count):
             bx, by, bw, bh, _ = (int(v) for v in stats[k])
