@@ -1,10 +1,12 @@
 """How the runtime reads photos nobody here made, and USPS postal digits, as Markdown tables.
 
-    python -m tests.real_photos_report [--model PATH] [--annotated DIR] [--usps N]
+    python -m tests.real_photos_report [--model PATH] [--annotated DIR] [--usps N] [--full-size]
 
 Real photos: ../shared/data/real_photos (labels.csv, scored as its README says: exact text per
 image; digits = len(label) - edit_distance(text, label), summed over images), per kind and per
-source, each image read from its file and through `recognize` as `mnist-edge predict` does.
+source, each image read from its file exactly as `mnist-edge predict` reads it
+(`runtime.batch.read_digits`: a big JPEG decoded at a reduced size); `--full-size` decodes
+every photo whole instead.
 USPS: ../shared/data/usps/zip.train.gz. Each digit is written as a 16x16 PNG as stored (white on
 black, filling the box), and as a 64x64 black-on-white scan with a margin, read back by
 `predict`'s reader, and compared with the same model on the same digit in MNIST's layout (fitted
@@ -24,6 +26,7 @@ import click
 import cv2
 import numpy as np
 
+from mnist_edge.runtime.batch import read_digits
 from mnist_edge.runtime.classifier import DigitClassifier
 from mnist_edge.runtime.digits import FrameResult, recognize
 from mnist_edge.runtime.images import read_image
@@ -56,19 +59,29 @@ def read_labels(folder: Path = REAL_PHOTOS) -> list[dict]:
 
 
 def read_photos(
-    classifier: DigitClassifier, folder: Path = REAL_PHOTOS, annotated: Path | None = None
+    classifier: DigitClassifier,
+    folder: Path = REAL_PHOTOS,
+    annotated: Path | None = None,
+    full_size: bool = False,
 ) -> list[dict]:
-    """Every labelled photo through recognize(): one dict per image with text and timing."""
+    """Every labelled photo read as `mnist-edge predict` reads it (runtime.batch.read_digits:
+    a big JPEG decoded at a reduced size, then recognize()); with `full_size`, decoded whole.
+    One dict per image with text and timing (decoding included)."""
     rows = []
     for row in read_labels(folder):
-        image = read_image(folder / row["file"])
+        path = folder / row["file"]
         start = time.perf_counter()
-        result = recognize(image, classifier)
+        if full_size:
+            image = read_image(path)
+            result, drawn = recognize(image, classifier), None
+            if annotated is not None:
+                drawn = draw_results(image, result, insets=True)
+        else:
+            result, drawn = read_digits(path, classifier, annotate=annotated is not None)
         seconds = time.perf_counter() - start
         if annotated is not None:
             annotated.mkdir(parents=True, exist_ok=True)
-            name = Path(row["file"]).stem + ".png"
-            cv2.imwrite(str(annotated / name), draw_results(image, result, insets=True))
+            cv2.imwrite(str(annotated / (Path(row["file"]).stem + ".png")), drawn)
         rows.append({**row, "read": result.text, "ms": seconds * 1e3, "result": result})
     return rows
 
@@ -193,11 +206,15 @@ def usps_table(usps: dict) -> str:
 @click.option("--annotated", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--usps", "usps_count", default=7291, show_default=True, help="USPS digits (0: none)")
 @click.option("--failures", is_flag=True, help="List every photo not read exactly right.")
-def main(model: str, annotated: Path | None, usps_count: int, failures: bool) -> None:
+@click.option("--full-size", is_flag=True, help="Decode every photo whole (predict reduces).")
+def main(
+    model: str, annotated: Path | None, usps_count: int, failures: bool, full_size: bool
+) -> None:
     classifier = DigitClassifier(model)
-    click.echo(f"Model {Path(model).name}.\n")
+    how = "decoded whole" if full_size else "decoded as `predict` decodes them"
+    click.echo(f"Model {Path(model).name}; photos {how}.\n")
     if (REAL_PHOTOS / "labels.csv").is_file():
-        rows = read_photos(classifier, annotated=annotated)
+        rows = read_photos(classifier, annotated=annotated, full_size=full_size)
         click.echo(photo_table(rows))
         slowest = max(rows, key=lambda r: r["ms"])
         click.echo(
