@@ -21,6 +21,8 @@ STROKE_BOX = 40  # crops are worked on at twice the MNIST size, then shrunk (gra
 # about 1. Pens well outside MNIST's range are evened out, never MNIST-like ones.
 MNIST_STROKE_40 = 3.3
 STROKE_TOO_THIN, STROKE_TOO_THICK = 2.2, 5.2
+DESCENDER = 1.4  # a digit this many times its line's height is squeezed upright ...
+SQUEEZED = 1.2  # ... to this many times the line's height
 PAPER_LEVEL = round(MIN_INK / 2 * 255)  # a crop's relative ink up to this (0..255) is paper
 
 
@@ -65,6 +67,17 @@ def to_mnist_28x28(ink: np.ndarray) -> np.ndarray:
     left = min(max(round(MNIST_SIDE / 2 - cx), 0), MNIST_SIDE - digit.shape[1])
     out[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
     return out
+
+
+def at_line_height(ink: np.ndarray, height: float, line_height: float) -> np.ndarray:
+    """A digit's ink squeezed upright to about its line's height when it is far taller (a 7
+    or a 9 with a long tail below the line): fitted whole into MNIST's box, such a digit
+    keeps only a sliver of its bar or loop and reads "1". `height` is the digit's own box
+    height, `line_height` a digit's height in its line (regions.line_heights)."""
+    if height < DESCENDER * line_height:
+        return ink
+    rows = max(1, round(ink.shape[0] * SQUEEZED * line_height / height))
+    return cv2.resize(ink, (ink.shape[1], rows), interpolation=cv2.INTER_AREA)
 
 
 def even_out_stroke(big: np.ndarray) -> np.ndarray:

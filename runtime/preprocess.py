@@ -20,7 +20,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from mnist_edge.runtime.mnist_crop import digit_ink, to_mnist_28x28
+from mnist_edge.runtime.mnist_crop import at_line_height, digit_ink, to_mnist_28x28
 from mnist_edge.runtime.page import (
     MAX_WORK_SIDE,
     InkPage,
@@ -35,6 +35,7 @@ from mnist_edge.runtime.regions import (
     digit_regions,
     ink_masks,
     ink_pieces,
+    line_heights,
     reading_order,
     writing_height,
 )
@@ -167,22 +168,28 @@ def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
             ):
                 (page, pieces, height), back = level, turn_back
     regions = digit_regions(pieces, height)
-    options = split_options(regions)
+    heights = line_heights([b for b, _ in regions])
+    options = split_options(regions, heights)
     out = []
     for i, (box, parts) in enumerate(regions):
-        crop = to_mnist_28x28(digit_ink(page, parts, box))
+        line = heights[i]
+        crop = to_mnist_28x28(at_line_height(digit_ink(page, parts, box), box[3], line))
         splits = [
             [
-                (page.frame_box(b), to_mnist_28x28(digit_ink(page, p, b, clip_x=True)))
+                (
+                    page.frame_box(b),
+                    to_mnist_28x28(at_line_height(digit_ink(page, p, b, clip_x=True), b[3], line)),
+                )
                 for b, p in cut
             ]
             for cut in options.get(i, [])
         ]
         if back is not None:
             splits = [[(box_back(b, back, gray.shape), c) for b, c in cut] for cut in splits]
-            out.append(Candidate(box_back(page.frame_box(box), back, gray.shape), crop, splits))
+            frame_box = box_back(page.frame_box(box), back, gray.shape)
         else:
-            out.append(Candidate(page.frame_box(box), crop, splits))
+            frame_box = page.frame_box(box)
+        out.append(Candidate(frame_box, crop, splits))
     return out
 
 

@@ -281,6 +281,19 @@ def text_lines(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
     return [sorted(lines[k], key=lambda i: boxes[i][0]) for k in order]
 
 
+def line_heights(boxes: list[tuple[int, int, int, int]]) -> list[float]:
+    """For each box (x, y, w, h), the height a digit has in its line of writing: the median
+    height of the line's boxes, in a line of three or more; the box's own height otherwise
+    (a digit alone or in a pair has nothing to be compared with)."""
+    out = [float(b[3]) for b in boxes]
+    for line in text_lines(boxes):
+        if len(line) >= 3:
+            typical = float(statistics.median(boxes[i][3] for i in line))
+            for i in line:
+                out[i] = typical
+    return out
+
+
 def reading_order(boxes: list[tuple[int, int, int, int]]) -> list[int]:
     """Indices of boxes (x, y, w, h) in reading order: lines top to bottom, each left to right."""
     return [i for line in text_lines(boxes) for i in line]
@@ -379,13 +392,20 @@ def digit_regions(
     regions = _attach_small_pieces(regions, cap)
     # What is too small to be a digit is judged in its line of writing: far less tall than
     # the line's typical digit (a dot, a dash, leftover dirt), but a small 0 beside long-tailed
-    # 7s and 9s is a digit. A line of nothing but specks is judged against the whole writing.
+    # 7s and 9s is a digit. The typical digit is the median of the line's regions that are
+    # not specks against the whole writing (specks would pull it down). Nothing under 0.3 x
+    # the writing's height is a digit, or 0.2 x in a line that holds a digit-sized region
+    # (0.7 x): there small digits are writing, elsewhere (a line of nothing but small things:
+    # grid remnants, dirt) they are not. (0.3 in every line dropped the small 0s of a sheet
+    # of long-tailed 7s.)
     boxes = [b for b, _ in regions]
     tallest = max(b[3] for b in boxes)
-    least = 0.3 * (height or tallest)
+    writing = height or tallest
     kept = []
     for line in text_lines(boxes):
-        typical = statistics.median(boxes[i][3] for i in line)
+        heights = [boxes[i][3] for i in line]
+        typical = statistics.median([h for h in heights if h >= 0.3 * writing] or heights)
+        least = (0.2 if max(heights) >= 0.7 * writing else 0.3) * writing
         kept += [
             regions[i]
             for i in line
