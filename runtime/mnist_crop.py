@@ -48,12 +48,14 @@ def to_mnist_28x28(ink: np.ndarray) -> np.ndarray:
     # Shrinking fades thin strokes; MNIST's strokes are saturated, so bring their cores to 1.
     core = big[big > 0.05]
     if core.size:
-        big = np.clip(big / max(_quantile(core, 0.9), 0.05), 0.0, 1.0)
+        # (The ink is never negative, and neither is what resizing it gives: a minimum is
+        # the clip to [0, 1], for less.)
+        big = np.minimum(big / max(_quantile(core, 0.9), 0.05), 1.0)
     big = even_out_stroke(big)
 
     scale = MNIST_BOX / STROKE_BOX
     size = (max(1, round(big.shape[1] * scale)), max(1, round(big.shape[0] * scale)))
-    digit = np.clip(cv2.resize(big, size, interpolation=cv2.INTER_AREA), 0.0, 1.0)
+    digit = np.minimum(cv2.resize(big, size, interpolation=cv2.INTER_AREA), 1.0)
 
     # Centre of mass to the centre of the 28x28 image (MNIST's own rule). Measured with the
     # digit in a corner of the output: cv2.moments would take an N x 2 digit for a point list.

@@ -10,7 +10,6 @@ never neighbours side by side.
 from __future__ import annotations
 
 import math
-import statistics
 from typing import NamedTuple
 
 import cv2
@@ -47,17 +46,23 @@ def _components(strong: np.ndarray, weak: np.ndarray, min_side: float) -> list[P
     labelling the whole work copy costs more than all the boxes together, and a region's
     pixels, and the paths joining them, all lie inside its box.
     """
-    contours, _ = cv2.findContours(weak, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    # Every region's outer contour (two levels: outer contours and holes; ink inside a hole
+    # is an outer contour again). A box that no other region's box meets holds only its own
+    # region's ink, and needs no labelling.
+    contours, hierarchy = cv2.findContours(weak, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    outer = [c for c, h in zip(contours, hierarchy[0], strict=True) if h[3] < 0] if contours else []
+    boxes = [cv2.boundingRect(c) for c in outer]
+    alone = _alone(boxes)
     rows = []
-    for contour in contours:
-        x, y, w, h = cv2.boundingRect(contour)
+    for contour, (x, y, w, h), single in zip(outer, boxes, alone, strict=True):
         if max(w, h) < min_side:
             continue
         mine = weak[y : y + h, x : x + w]
-        count, labels = cv2.connectedComponents(mine, connectivity=8)
-        if count > 2:  # other ink in the box: a neighbour's tip, a speck in a loop
-            x0, y0 = contour[0, 0]
-            mine = (labels == labels[y0 - y, x0 - x]).view(np.uint8)
+        if not single:
+            count, labels = cv2.connectedComponents(mine, connectivity=8)
+            if count > 2:  # other ink in the box: a neighbour's tip, a speck in a loop
+                x0, y0 = contour[0, 0]
+                mine = (labels == labels[y0 - y, x0 - x]).view(np.uint8)
         own_strong = strong[y : y + h, x : x + w] & mine
         strong_area = cv2.countNonZero(own_strong)
         if not strong_area:
@@ -92,6 +97,21 @@ def _components(strong: np.ndarray, weak: np.ndarray, min_side: float) -> list[P
                 area = cv2.countNonZero(part)
                 rows.append(Piece(x + bx, y + by, bw, bh, area, part, part_strong))
     return rows
+
+
+def _alone(boxes: list[tuple[int, int, int, int]]) -> list[bool]:
+    """For each box (x, y, w, h), whether no other box overlaps it (a sweep in order of x)."""
+    alone = [True] * len(boxes)
+    order = sorted(range(len(boxes)), key=lambda i: boxes[i][0])
+    for k, i in enumerate(order):
+        x, y, w, h = boxes[i]
+        for j in order[k + 1 :]:
+            bx, by, bw, bh = boxes[j]
+            if bx >= x + w:
+                break
+            if by < y + h and y < by + bh:
+                alone[i] = alone[j] = False
+    return alone
 
 
 def _is_junk(piece: Piece, shape: tuple[int, int]) -> bool:
@@ -137,7 +157,7 @@ def _digit_height_cap(boxes: list[tuple[int, ...]], height: float) -> float:
         if x >= end - 0.25 * w:
             columns += 1
         end = max(end, x + w)
-    return CAP * float(statistics.median(b[3] for b in big)) if columns >= 3 else math.inf
+    return CAP * float(median([b[3] for b in big])) if columns >= 3 else math.inf
 
 
 def _merge_pieces(boxes: list[tuple[int, ...]], cap: float) -> list[list[int]]:
@@ -258,12 +278,12 @@ def text_lines(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
     lines: list[list[int]] = []
     tops: list[list[int]] = []
     bottoms: list[list[int]] = []
+    bands: list[tuple[float, float]] = []  # each line's median top and bottom, kept up to date
     for i in sorted(range(len(boxes)), key=lambda i: boxes[i][1] + boxes[i][3] / 2):
         x, y, w, h = boxes[i]
         middle = y + h / 2
         best, best_gap = None, None
-        for k in range(len(lines)):
-            top, bottom = statistics.median(tops[k]), statistics.median(bottoms[k])
+        for k, (top, bottom) in enumerate(bands):
             slack = 0.15 * (bottom - top)  # a box of the next line is a half digit further
             if top - slack <= middle <= bottom + slack:
                 gap = abs(middle - (top + bottom) / 2)
@@ -273,12 +293,21 @@ def text_lines(boxes: list[tuple[int, int, int, int]]) -> list[list[int]]:
             lines.append([i])
             tops.append([y])
             bottoms.append([y + h])
+            bands.append((y, y + h))
         else:
             lines[best].append(i)
             tops[best].append(y)
             bottoms[best].append(y + h)
-    order = sorted(range(len(lines)), key=lambda k: statistics.median(tops[k]))
+            bands[best] = (median(tops[best]), median(bottoms[best]))
+    order = sorted(range(len(lines)), key=lambda k: bands[k][0])
     return [sorted(lines[k], key=lambda i: boxes[i][0]) for k in order]
+
+
+def median(values: list) -> float:
+    """statistics.median, without its overhead (this runs for every box of every line)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
 
 
 def line_heights(boxes: list[tuple[int, int, int, int]]) -> list[float]:
@@ -288,7 +317,7 @@ def line_heights(boxes: list[tuple[int, int, int, int]]) -> list[float]:
     out = [float(b[3]) for b in boxes]
     for line in text_lines(boxes):
         if len(line) >= 3:
-            typical = float(statistics.median(boxes[i][3] for i in line))
+            typical = float(median([boxes[i][3] for i in line]))
             for i in line:
                 out[i] = typical
     return out
@@ -334,7 +363,7 @@ def ink_pieces(page: InkPage, line_length: float | None = None) -> Ink:
     if line_length is not None:
         lines = lines | long_lines(weak, max(9, round(line_length)), known=lines)
     not_lines = None
-    if lines.any():
+    if cv2.countNonZero(lines):
         not_lines = 1 - lines
         weak = weak & not_lines
         strong = strong & not_lines
@@ -366,7 +395,7 @@ def writing_height(pieces: list[Piece]) -> float:
         total += c.strong_area
         if total >= half:
             break
-    return float(statistics.median(heights)) if heights else 0.0
+    return float(median(heights)) if heights else 0.0
 
 
 def digit_regions(
@@ -404,7 +433,7 @@ def digit_regions(
     kept = []
     for line in text_lines(boxes):
         heights = [boxes[i][3] for i in line]
-        typical = statistics.median([h for h in heights if h >= 0.3 * writing] or heights)
+        typical = median([h for h in heights if h >= 0.3 * writing] or heights)
         least = (0.2 if max(heights) >= 0.7 * writing else 0.3) * writing
         kept += [
             regions[i]
