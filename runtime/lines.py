@@ -24,24 +24,29 @@ def _line_band(widened: np.ndarray, vertical: bool) -> tuple[np.ndarray | None, 
     whether any slab had a candidate row at all.
     """
     h, w = widened.shape
-    # Ink per row (column) and slab, by one cv2.reduce per slab (cheaper than an area resize).
-    axis, n = (0, h) if vertical else (1, w)
-    edges = [round(i * n / SLABS) for i in range(SLABS + 1)]
-    cover = [
-        cv2.reduce(
-            widened[a:b] if vertical else widened[:, a:b], axis, cv2.REDUCE_SUM, dtype=cv2.CV_32S
-        )
-        >= 0.6 * (b - a)
-        for a, b in pairwise(edges)
-    ]
-    slabs = [c.any() for c in cover]
-    if not any(slabs):
+    # Ink per row (column) and slab, by one cv2.reduce per slab (cheaper than an area resize);
+    # rows of equal slabs side by side are one reduce of the image seen as SLABS times as
+    # many rows.
+    if not vertical and w % SLABS == 0:
+        sums = cv2.reduce(widened.reshape(h * SLABS, w // SLABS), 1, cv2.REDUCE_SUM,
+                          dtype=cv2.CV_32S)  # fmt: skip
+        cover = sums.reshape(h, SLABS) >= 0.6 * (w // SLABS)
+    else:
+        axis, n = (0, h) if vertical else (1, w)
+        edges = [round(i * n / SLABS) for i in range(SLABS + 1)]
+        slab_cover = [
+            cv2.reduce(widened[a:b] if vertical else widened[:, a:b], axis, cv2.REDUCE_SUM,
+                       dtype=cv2.CV_32S) >= 0.6 * (b - a)
+            for a, b in pairwise(edges)
+        ]  # fmt: skip
+        cover = np.vstack(slab_cover).T if vertical else np.hstack(slab_cover)
+    slabs = np.count_nonzero(cover.any(axis=0))
+    if not slabs:
         return None, False
     # A line shows in three slabs or more: with candidates in fewer there is none (the
     # common case, a digit's long stroke or bar: cheaper to say so than to look).
-    if sum(slabs) < min(3, SLABS):
+    if slabs < min(3, SLABS):
         return None, True
-    cover = np.vstack(cover).T if vertical else np.hstack(cover)
     cover = np.ascontiguousarray(cover, dtype=np.uint8)  # one row per image row (column)
     across = cv2.dilate(cover, rect_kernel(1, 9)).sum(axis=1) >= min(3, SLABS)
     if not across.any():
