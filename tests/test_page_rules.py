@@ -11,7 +11,8 @@ import pytest
 from mnist_edge.runtime.classifier import DigitClassifier
 from mnist_edge.runtime.digits import recognize
 from mnist_edge.runtime.images import read_image
-from mnist_edge.runtime.preprocess import find_digit_crops
+from mnist_edge.runtime.preprocess import find_digit_candidates, find_digit_crops
+from mnist_edge.runtime.split import two_part_cuts
 from tests.real_photos_report import (
     REAL_PHOTOS,
     USPS_FILE,
@@ -89,6 +90,18 @@ def test_split_candidates_share_the_frame_s_one_predict(mnist, int8_model):
     recognize(frame, counting)
     # Read whole and as 2 parts (and 3 when wide enough) in the one call.
     assert len(calls) == 1 and calls[0] >= 3, calls
+
+
+def test_contour_valley_is_a_candidate_cut():
+    """Two strokes that meet low down, the narrow one first: the thinnest column near the
+    middle lies inside the wide one; the upper contour's valley is where they meet."""
+    mask = np.zeros((30, 40), np.uint8)
+    mask[:, 2:7] = 1  # a "1"
+    mask[18:23, 7:11] = 1  # where it touches its neighbour
+    mask[:, 11:38] = 1  # a wide, solid neighbour
+    cuts = two_part_cuts(mask)
+    assert any(7 <= c <= 10 for c in cuts), cuts
+    assert not any(7 <= c <= 10 for c in cuts[:1])  # the thinnest-column cut is elsewhere
 
 
 def widened(digit: np.ndarray, factor: float) -> np.ndarray:
@@ -186,6 +199,75 @@ def test_small_zero_beside_tall_sevens_stays(mnist, classifier, sure):
         assert text == "7070", f"trial {trial}: {text}"
 
 
+def test_small_zeros_in_a_line_of_writing_on_a_sheet_of_tall_digits_stay(mnist, classifier, sure):
+    """Small 0s (0.28 of the sheet's tall 7s) in a line that also holds ordinary digits are
+    digits: the small-digit floor is lower in a line of writing (0.3 of the writing's height
+    everywhere dropped them)."""
+    rng = np.random.default_rng(8)
+    for trial in range(3):
+        items, x = [], 40
+        for _ in range(4):
+            seven = scaled_ink(mnist.x_test[int(rng.choice(sure[7]))], 150)
+            items.append((seven, x, 40))
+            x += seven.shape[1] + 40
+        x, want = 40, "7777"
+        for d, size in ((5, 80), (1, 100), (0, 42), (0, 42), (0, 42), (6, 110)):
+            ink = scaled_ink(mnist.x_test[int(rng.choice(sure[d]))], size)
+            items.append((ink, x, 260 + 110 - size))  # on one baseline
+            x += ink.shape[1] + 30
+            want += str(d)
+        text = recognize(paper_with(items, size=(480, 800), seed=trial), classifier).text
+        assert text == want, f"trial {trial}: {text}"
+
+
+def test_long_tailed_sevens_in_a_line_read_seven(mnist, classifier, sure):
+    """A 7 whose stroke runs on far below its line (twice as tall as its neighbours) is read
+    at its line's height, not as a '1'."""
+    rng = np.random.default_rng(9)
+    right = trials = 0
+    for trial in range(8):
+        items, x, want = [], 40, ""
+        for d in (int(rng.integers(0, 7)), 7, int(rng.integers(0, 7))):
+            ink = scaled_ink(mnist.x_test[int(rng.choice(sure[d]))], 90)
+            if d == 7:
+                ink = cv2.resize(ink, (max(1, ink.shape[1] * 2 // 3), 200))
+            items.append((ink, x, 120))
+            x += ink.shape[1] + 50
+            want += str(d)
+        trials += 1
+        right += recognize(paper_with(items, seed=trial), classifier).text == want
+    assert right >= 0.75 * trials, f"{right} of {trials}"
+
+
+def test_touching_pair_with_a_long_tail_is_read_as_two_too(mnist, classifier, sure):
+    """A digit touching a 7 whose tail runs far below the line: the pair is narrower than it
+    is tall, but wide against its line's digits, so its cut parts go into the frame's batch
+    too. (Whether they win is the classifier's call: on these MNIST pairs it often reads the
+    whole as one 7 surely enough; the sticky-note sheets' '87' is split.)"""
+    rng = np.random.default_rng(10)
+    offered = 0
+    for trial in range(8):
+        first, last, other = (int(v) for v in rng.choice([0, 2, 3, 4, 5, 6, 8], 3))
+        inks = [scaled_ink(mnist.x_test[int(rng.choice(sure[d]))], 90) for d in (first, other)]
+        seven = scaled_ink(mnist.x_test[int(rng.choice(sure[7]))], 90)
+        seven = cv2.resize(seven, (seven.shape[1], 180))
+        tail = scaled_ink(mnist.x_test[int(rng.choice(sure[last]))], 90)
+        x, items = 40, []
+        items.append((tail, x, 120))
+        x += tail.shape[1] + 50
+        items.append((inks[0], x, 120))
+        x += inks[0].shape[1] - 4  # touching
+        items.append((seven, x, 120))
+        x += seven.shape[1] + 50
+        items.append((inks[1], x, 120))
+        candidates = find_digit_candidates(paper_with(items, seed=trial))
+        pair = [c for c in candidates if c.box[3] > 150]
+        assert len(candidates) == 3 and len(pair) == 1, [c.box for c in candidates]
+        assert pair[0].box[2] < pair[0].box[3]  # narrower than tall
+        offered += bool(pair[0].splits)
+    assert offered >= 7, f"{offered} of 8 pairs offered as two"
+
+
 def test_shadow_edge_is_not_a_digit(mnist, classifier, sure):
     rng = np.random.default_rng(6)
     h, w = 480, 640
@@ -226,10 +308,14 @@ def test_real_photos(classifier):
     rows = read_photos(classifier)
     by_kind = {k: score([r for r in rows if r["kind"] == k]) for k in {r["kind"] for r in rows}}
     every = score(rows)
-    # Bars a little under this session's figures (86 % of all digits, 97 % of single photos).
-    assert every["right"] >= 0.82 * every["digits"], every
-    assert by_kind["photo_single"]["right"] >= 0.9 * by_kind["photo_single"]["digits"]
-    assert by_kind["photo_multi"]["right"] >= 0.8 * by_kind["photo_multi"]["digits"]
+    sheets = score([r for r in rows if r["source_repo"].startswith("HYPJUDY/")])
+    # Bars a little under the measured figures (95.8 % of all digits, 30 of 30 single photos,
+    # 95.4 % of the several-digit photos' digits, 96.5 % of the sticky-note sheets'), with room
+    # for another model.
+    assert every["right"] >= 0.92 * every["digits"], every
+    assert by_kind["photo_single"]["right"] >= 0.93 * by_kind["photo_single"]["digits"]
+    assert by_kind["photo_multi"]["right"] >= 0.91 * by_kind["photo_multi"]["digits"]
+    assert sheets["right"] >= 0.9 * sheets["digits"], sheets
 
 
 def test_usps_digits_as_files(classifier):
