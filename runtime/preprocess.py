@@ -29,14 +29,13 @@ from mnist_edge.runtime.page import (
     tight_crop_ink,
     to_gray,
 )
+from mnist_edge.runtime.reading_order import line_heights, reading_order
 from mnist_edge.runtime.regions import (
     Ink,
     Piece,
     digit_regions,
     ink_masks,
     ink_pieces,
-    line_heights,
-    reading_order,
     writing_height,
 )
 from mnist_edge.runtime.skew import MIN_SKEW, box_back, line_angle, upright
