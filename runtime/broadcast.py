@@ -38,8 +38,8 @@ WATCH_KINDS = ("stream", "events")
 
 
 class Published:
-    """A frame's result record, serialized when an event client first needs it, once for all
-    of them (with nobody watching the events, never: 0.03 ms a frame saved)."""
+    """A frame's result record, serialized once for all event clients, only if there are any
+    (0.03 ms a frame)."""
 
     __slots__ = ("number", "record", "_json")
 
@@ -50,7 +50,7 @@ class Published:
 
     @property
     def json(self) -> bytes:
-        if self._json is None:  # only the writer of the streams asks
+        if self._json is None:
             self._json = json.dumps(self.record).encode()
         return self._json
 
@@ -338,9 +338,12 @@ class CaptureHub:
         if self.viewers_ready and now >= self._jpeg_due - interval / 4:
             self._jpeg_due = max(self._jpeg_due + interval, now - interval / 2)
             jpeg = self._encode(frame, result, ms)
+        published = Published(self.frames, record)
+        if self._watchers["events"]:
+            published.json  # noqa: B018  in this thread: ~1 % less CPU than in the writer
         with self._lock:
             self.latest = record
-            self._recent.append(Published(self.frames, record))
+            self._recent.append(published)
             if jpeg is not None:
                 self._jpeg = (self.frames, jpeg)
                 self.jpegs += 1
