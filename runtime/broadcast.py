@@ -3,9 +3,10 @@
 The loop is `run_live`, the same one `live` runs, in a thread of its own. Each processed frame
 is published once: its result as JSON bytes (kept with the last few, for event streams) and,
 at most `max_fps` times a second and only while a viewer of the stream is ready for a new
-one, its annotated JPEG. Clients pull what is newest when they are ready for it, so ten
-viewers cost one recognition per frame, a slow viewer skips frames instead of building a
-backlog, and a viewer that goes away never stops or slows the loop.
+one, its annotated JPEG. One writer (`mnist_edge.runtime.fanout`) is told when there is news
+(a JPEG, results due for the event streams, a new source state) and hands it to every client,
+so ten viewers cost one recognition and one JPEG per frame, a slow viewer skips frames instead
+of building a backlog, and a viewer that goes away never stops or slows the loop.
 
 The camera is opened when the first client starts watching (the stream or the events) and
 released `release_after` seconds after the last one left, unless `always_on`. A camera that
@@ -36,10 +37,33 @@ RECENT_RESULTS = 32  # results kept for an event client that fell a little behin
 WATCH_KINDS = ("stream", "events")
 
 
-@dataclass(frozen=True)
 class Published:
-    number: int  # frames processed since the server started, 0 first
-    json: bytes  # the result record, serialized once for every client
+    """A frame's result record, serialized once for all event clients, only if there are any
+    (0.03 ms a frame)."""
+
+    __slots__ = ("number", "record", "_json")
+
+    def __init__(self, number: int, record: dict) -> None:
+        self.number = number  # frames processed since the server started, 0 first
+        self.record = record
+        self._json: bytes | None = None
+
+    @property
+    def json(self) -> bytes:
+        if self._json is None:
+            self._json = json.dumps(self.record).encode()
+        return self._json
+
+
+@dataclass(frozen=True)
+class News:
+    """What the writer of the streams gets when woken."""
+
+    count: int  # how many times there was news so far
+    closing: bool
+    jpeg: tuple[int, bytes] | None  # the newest annotated JPEG and its frame number
+    results: list[Published]  # the results still held, oldest first
+    state: dict  # the source's state, with its "version"
 
 
 class ServedSource(FrameSource):
@@ -110,8 +134,9 @@ class CaptureHub:
         self.started = time.monotonic()
 
         self._lock = threading.Lock()
-        self._results = threading.Condition(self._lock)  # a new result or a new source state
-        self._jpegs = threading.Condition(self._lock)  # a new JPEG
+        # News for the writer of the streams: a JPEG, results due, a new state, a new client.
+        self._news = threading.Condition(self._lock)
+        self._news_count = 0
         self._watchers = dict.fromkeys(WATCH_KINDS, 0)
         self._idle_since = time.monotonic()
         self._running = False  # the loop thread runs and has not been told to stop
@@ -122,13 +147,17 @@ class CaptureHub:
         self.state, self.error, self.state_version = "closed", None, 0
         self.opened = 0  # how many times the source was opened
         self.frames = 0
+        self.jpegs = 0  # annotated JPEGs encoded: one per streamed frame, whatever the viewers
         self.fps = 0.0
         self._last_frame_at = 0.0
         self.latest: dict | None = None
         self._recent: deque[Published] = deque(maxlen=RECENT_RESULTS)
         self._jpeg: tuple[int, bytes] | None = None
         self._jpeg_due = 0.0
-        self._jpeg_waiters = 0  # stream clients ready for their next frame
+        self._events_due = 0.0
+        # Event streams get the results at most this often, all since the last in one write.
+        self._events_gap = min(1.0 / max_fps, 0.25)
+        self.viewers_ready = 0  # stream clients ready for a new JPEG (the writer keeps it)
 
     # -- clients ----------------------------------------------------------------------------
 
@@ -155,54 +184,31 @@ class CaptureHub:
     def closing(self) -> bool:
         return self._closing
 
-    def pause(self, seconds: float) -> None:
-        """Sleep, but not past close(): for a client that paces its writes."""
-        self._closed.wait(seconds)
-
     def newest_number(self) -> int:
         """The number of the newest result still held (-1: none): where a new client starts."""
         with self._lock:
             return self._recent[-1].number if self._recent else -1
 
-    def next_results(
-        self, after: int, state_seen: int, timeout: float
-    ) -> tuple[list[Published], dict | None]:
-        """Results newer than `after` (those still held; the newest if the client fell far
-        behind) and the source's state if it changed since `state_seen`; both empty after
-        `timeout` seconds, or when the hub closes."""
+    def poke(self) -> None:
+        """Wake the writer of the streams (a new client is there)."""
         with self._lock:
-            self._results.wait_for(
-                lambda: (
-                    self._closing
-                    or (self._recent and self._recent[-1].number > after)
-                    or self.state_version != state_seen
-                ),
-                timeout,
-            )
-            fresh = [p for p in self._recent if p.number > after]
-            state = self._state_locked() if self.state_version != state_seen else None
-            return fresh, state
+            self._tell_locked()
 
-    def next_jpeg(self, after: int, timeout: float) -> tuple[int, bytes] | None:
-        """The newest annotated JPEG if it is newer than frame `after`, waiting up to `timeout`."""
+    def wait_news(self, seen: int, timeout: float) -> News:
+        """What is held now, once there was news since `seen` (or after `timeout` seconds)."""
         with self._lock:
-            self._jpeg_waiters += 1
-            try:
-                self._jpegs.wait_for(
-                    lambda: self._closing or (self._jpeg is not None and self._jpeg[0] > after),
-                    timeout,
-                )
-            finally:
-                self._jpeg_waiters -= 1
-            if self._jpeg is not None and self._jpeg[0] > after:
-                return self._jpeg
-            return None
+            self._news.wait_for(lambda: self._news_count != seen or self._closing, timeout)
+            return News(
+                self._news_count, self._closing, self._jpeg, list(self._recent),
+                self._state_locked(),
+            )  # fmt: skip
 
     def health(self) -> dict:
         with self._lock:
             return {
                 "uptime_s": round(time.monotonic() - self.started, 1),
                 "frames": self.frames,
+                "jpegs": self.jpegs,
                 "model": self.classifier.name,
                 "source": self._state_locked(),
                 "watchers": dict(self._watchers),
@@ -214,8 +220,7 @@ class CaptureHub:
             self._closing = True
             self._closed.set()
             self._running = False
-            self._results.notify_all()
-            self._jpegs.notify_all()
+            self._tell_locked()
             thread = self._thread
         if thread is not None:
             thread.join(timeout)
@@ -289,7 +294,11 @@ class CaptureHub:
         with self._lock:
             self.state, self.error = state, error
             self.state_version += 1
-            self._results.notify_all()
+            self._tell_locked()
+
+    def _tell_locked(self) -> None:
+        self._news_count += 1
+        self._news.notify_all()
 
     def _state_locked(self) -> dict:
         return {
@@ -319,7 +328,6 @@ class CaptureHub:
         source = self._source
         if source is not None and not source.live:
             record["video_frame"] = source.position
-        data = json.dumps(record).encode()
         jpeg = None
         # Only for a viewer that is ready for it: a viewer still sending the last frame over a
         # slow network costs no encoding.
@@ -327,17 +335,25 @@ class CaptureHub:
         # A quarter interval early is on time: a camera at twice --max-fps, its frames a
         # little irregular, still gets every other frame encoded, not every third. The due
         # time moves on by whole intervals, so on average it is never more than --max-fps.
-        if self._jpeg_waiters and now >= self._jpeg_due - interval / 4:
+        if self.viewers_ready and now >= self._jpeg_due - interval / 4:
             self._jpeg_due = max(self._jpeg_due + interval, now - interval / 2)
             jpeg = self._encode(frame, result, ms)
+        published = Published(self.frames, record)
+        if self._watchers["events"]:
+            published.json  # noqa: B018  in this thread: ~1 % less CPU than in the writer
         with self._lock:
             self.latest = record
-            self._recent.append(Published(self.frames, data))
+            self._recent.append(published)
             if jpeg is not None:
                 self._jpeg = (self.frames, jpeg)
-                self._jpegs.notify_all()
+                self.jpegs += 1
+            # The writer wakes for a JPEG (and sends the results with it, so the page's number
+            # is the picture's), or when the event streams are due: not for every frame.
+            gap = self._events_gap
+            if jpeg is not None or (self._watchers["events"] and now >= self._events_due - gap / 4):
+                self._events_due = now + gap
+                self._tell_locked()
             self.frames += 1
-            self._results.notify_all()
 
     def _encode(self, frame: np.ndarray, result: FrameResult, ms: float) -> bytes | None:
         banner = f"{self.classifier.name}  {self.fps:4.1f} FPS  {ms:4.1f} ms  {result.text or '-'}"

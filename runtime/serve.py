@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import select
 import socket
 import sys
 import threading
@@ -28,15 +27,15 @@ from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
 from mnist_edge.runtime.broadcast import CaptureHub
+from mnist_edge.runtime.fanout import PART_START, FanOut
 from mnist_edge.runtime.uploads import UploadReader, image_from_multipart
 
 MAX_CLIENTS = 32  # connections at once: viewers, event streams, API calls
 CLIENT_TIMEOUT_S = 20.0  # a client that sends or reads nothing for this long is dropped
-KEEPALIVE_S = 10.0  # an idle stream checks its client is still there this often
+KEEPALIVE_S = 10.0  # an idle event stream gets a comment this often
 UPLOAD_SLOTS = 2  # uploads read into memory at once (each up to --max-upload-mb)
 DRAIN_S = 2.0  # after refusing a body: how long it is read and thrown away, so the client
 # gets the answer instead of a reset connection
-PART_START = b"--frame\r\nContent-Type: image/jpeg\r\n\r\n"  # an MJPEG part, before its JPEG
 PAGE = resources.files("mnist_edge.runtime").joinpath("serve_page.html")
 # The page loads nothing from elsewhere; the token in its URL goes to no other site.
 PAGE_HEADERS = {
@@ -65,6 +64,7 @@ class DigitServer(ThreadingHTTPServer):
     ) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.hub, self.uploads, self.token = hub, uploads, token
+        self.fanout = FanOut(hub, stall_after=CLIENT_TIMEOUT_S, keepalive=KEEPALIVE_S)
         self.max_clients, self.max_upload_bytes = max_clients, max_upload_bytes
         self.verbose = verbose
         self.page = PAGE.read_bytes()
@@ -244,11 +244,6 @@ class ServeHandler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
 
-    def _client_gone(self) -> bool:
-        """A streaming client sends nothing: readable means it closed (or sent junk)."""
-        readable, _, _ = select.select([self.connection], [], [], 0)
-        return bool(readable)
-
     def log_message(self, format: str, *args) -> None:
         # The query is left out: it may hold the token.
         line = format % args
@@ -263,47 +258,20 @@ class ServeHandler(BaseHTTPRequestHandler):
         self._send(200, self.server.page, "text/html; charset=utf-8", PAGE_HEADERS)
 
     def stream(self) -> None:
-        hub = self.server.hub
         self._start_stream("multipart/x-mixed-replace; boundary=frame")
         # Each JPEG is followed at once by the next part's boundary and headers: Chromium shows
         # a part only once the next one has begun (else the picture lags one frame behind).
         self.wfile.write(PART_START)
-        with hub.watch("stream"):
-            sent = -1
-            while not hub.closing:
-                newest = hub.next_jpeg(sent, KEEPALIVE_S)
-                if newest is None:
-                    if self._client_gone():
-                        return
-                    continue
-                sent, jpeg = newest
-                self.wfile.write(jpeg + b"\r\n" + PART_START)
+        with self.server.hub.watch("stream"):
+            self.server.fanout.serve(self.connection, "stream")
 
     def events(self) -> None:
-        hub = self.server.hub
         self._start_stream("text/event-stream; charset=utf-8")
         self.wfile.write(b"retry: 2000\n\n")
-        # At most max_fps writes a second, each with every result since the last: a client
-        # woken for each frame of a fast camera costs more than the frame's recognition.
-        gap = min(1.0 / hub.max_fps, 0.25)
-        with hub.watch("events"):
-            after, state_seen = hub.newest_number() - 1, -1
-            while not hub.closing:
-                results, state = hub.next_results(after, state_seen, KEEPALIVE_S)
-                chunks = []
-                if state is not None:
-                    state_seen = state["version"]
-                    chunks.append(b"event: state\ndata: " + json.dumps(state).encode() + b"\n\n")
-                for published in results:
-                    chunks.append(b"id: %d\ndata: %s\n\n" % (published.number, published.json))
-                    after = published.number
-                if chunks:
-                    self.wfile.write(b"".join(chunks))
-                    hub.pause(gap)
-                elif self._client_gone():
-                    return
-                else:
-                    self.wfile.write(b": still here\n\n")
+        # The results come at most --max-fps times a second, every result since the last in
+        # one write: a client woken for each frame of a fast camera costs more than the frame.
+        with self.server.hub.watch("events"):
+            self.server.fanout.serve(self.connection, "events")
 
     def latest(self) -> None:
         record = self.server.hub.latest
