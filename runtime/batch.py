@@ -9,10 +9,13 @@ interpreter, and yields the outcomes in input order as soon as each is ready.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import multiprocessing
 import os
 import signal
+import sys
 import tempfile
 import threading
 from collections import deque
@@ -143,23 +146,37 @@ def run_tasks(
     workers, each loading the same model itself (with `worker_threads` interpreter threads,
     and `ignore_card` as `classifier` was loaded). A ModelError other than a bad output for
     one image (the model hangs) ends the run, from a worker as from here.
-    This one starts at once and the workers join when they are up (a fraction of a second),
-    so a short batch never waits for them. A worker that dies (a crash in a native decoder,
-    the kernel's OOM killer) costs only the file it was on: see `_in_workers`.
+    The workers are up within milliseconds when they can be forked from here (see `_may_fork`),
+    and this process reads from the start either way, so a short batch never waits for
+    them. A worker that dies (a crash in a native decoder, the kernel's OOM killer) costs
+    only the file it was on: see `_in_workers`.
     """
     if jobs <= 1:
         for task in tasks:
             yield process(task, classifier, options)
         return
     setup = (str(classifier.path), worker_threads, options, ignore_card)
-    # Small files take a millisecond or two: sent one by one, the round trip to a worker
-    # would cost as much. A few per message, but enough messages to keep every worker busy.
-    chunk = max(1, min(CHUNK, len(tasks) // (jobs * IN_FLIGHT_PER_WORKER)))
 
     def here(part: list[Task]) -> list[Outcome]:
         return [process(task, classifier, options) for task in part]
 
-    yield from _in_workers(tasks, jobs - 1, setup, _work, chunk, here)
+    yield from _in_workers(tasks, jobs - 1, setup, _work, CHUNK, here)
+
+
+def in_chunks(tasks: list[Task], largest: int, processes: int) -> Iterator[list[Task]]:
+    """The tasks in messages of `largest`, then fewer and fewer towards the end.
+
+    Small files take a millisecond or two: sent one by one, the round trip to a worker would
+    cost as much. But the chunks queued at a worker when the tasks run out are work the
+    other processes wait for at the end, so there the chunks shrink to single files (each
+    a fraction of what is left), and every process finishes at about the same time.
+    """
+    start = 0
+    while start < len(tasks):
+        left = len(tasks) - start
+        size = max(1, min(largest, left // (2 * processes * IN_FLIGHT_PER_WORKER)))
+        yield tasks[start : start + size]
+        start += size
 
 
 def _in_workers(
@@ -170,29 +187,44 @@ def _in_workers(
     chunk: int = 1,
     here: Callable[[list[Task]], list[Outcome]] | None = None,
 ) -> Iterator[Outcome]:
-    """Ordered results from a pool of `workers` processes, tasks sent `chunk` at a time, up to
-    IN_FLIGHT_PER_WORKER chunks per worker queued. With `here`, this process reads chunks
-    itself until a worker is up, and then whenever the oldest chunk sent is not back yet.
+    """Ordered results from a pool of `workers` processes, tasks sent up to `chunk` at a time
+    (`in_chunks`), up to IN_FLIGHT_PER_WORKER chunks per worker queued. With `here`, this
+    process reads chunks itself until a worker is up, and then whenever the oldest chunk
+    sent is not back yet.
+
+    While it runs, OpenCV is single-threaded in this process as in the workers: each
+    process has a core of its own, and OpenCV's pool threads would only fight the other
+    processes for it (they wait for each other by spinning). Stopping them first is also
+    what makes forking the workers from here safe (`_may_fork`).
 
     If the pool breaks (a worker died), which of the queued tasks killed it is unknown: each
     of them is then run again alone in a fresh pool, so only the file that kills a worker
     again gets an error line, and the rest of the batch goes on.
     """
     queue: deque[tuple[list[Task], Future, bool]] = deque()  # in task order; sent or here
-    chunks = (tasks[i : i + chunk] for i in range(0, len(tasks), chunk))
-    pool = _pool(workers, setup)
+    chunks = in_chunks(tasks, chunk, workers + (here is not None))
+    opencv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    pool = None
     sent = 0  # chunks in the queue that went to the pool
     try:
-        if here is not None:  # until a worker is up, this process reads on its own
-            # (Starting the pool blocks until the server process has imported its modules:
-            # in a thread, so that reading starts at once.)
-            ready: list[Future] = []
+        forked = _may_fork()
+        pool = _pool(workers, setup, forked)
+        ready: list[Future] = []
+        starter = None
+        if forked:  # here and now, from this thread (see `_may_fork`): a few milliseconds
+            with _heap_frozen():
+                _submit_quietly(pool, ready)
+        elif here is not None:  # starting a server process blocks until it has imported
+            # its modules: in a thread, so that reading starts at once
             starter = threading.Thread(target=_submit_quietly, args=(pool, ready), daemon=True)
             starter.start()
-            while starter.is_alive() or (ready and not ready[0].done()):
+        if here is not None:  # until a worker is up, this process reads on its own
+            while (starter is not None and starter.is_alive()) or (ready and not ready[0].done()):
                 part = next(chunks, None)
                 if part is None:
-                    starter.join()
+                    if starter is not None:
+                        starter.join()
                     return
                 yield from here(part)
             if not ready or ready[0].exception() is not None:  # no worker could start
@@ -229,7 +261,9 @@ def _in_workers(
             sent -= remote
             yield from outcomes
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        cv2.setNumThreads(opencv_threads)
 
 
 def _after_a_death(
@@ -257,13 +291,48 @@ def _alone(task: Task, setup: tuple, work: Callable[[list[Task]], list[Outcome]]
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _pool(jobs: int, setup: tuple) -> ProcessPoolExecutor:
-    """Workers forked from a clean server process (forkserver) where there is one: cheap to
-    start, and no threads of this process (LiteRT's, OpenCV's) are copied half-way."""
+def _may_fork() -> bool:
+    """Whether workers may be forked from this process now.
+
+    A fork copies this process in a few milliseconds; a server process must first start
+    Python and import NumPy, OpenCV and LiteRT (0.2 s and more, while this process reads
+    alone). But a fork copies only the thread that forks: another thread's lock, held at
+    that moment, stays locked in the copy for ever. So this process forks only when no
+    other Python thread runs, on Linux, with OpenCV's pool stopped (`_in_workers`): at the
+    start of a run, from its only thread. The threads left then are OpenBLAS's idle ones
+    (NumPy's and OpenCV's copies), which OpenBLAS itself stops around a fork; a LiteRT
+    interpreter's threads, if this process's has any, only wait, and the copy never uses
+    them (each worker loads the model itself). Later pools (after a worker died, when the
+    executor's and the interpreter's watchdog threads run) come from the server process.
+    (Python 3.12 and later warn of any fork with threads, OpenBLAS's too: a DeprecationWarning,
+    not shown by default.)
+    """
+    return sys.platform.startswith("linux") and threading.active_count() == 1
+
+
+@contextlib.contextmanager
+def _heap_frozen() -> Iterator[None]:
+    """The objects made so far left out of garbage collection while workers are forked: the
+    copies never collect them (no finalizer of this process's runs in a copy), and their
+    pages stay shared (the gc module's advice for fork without exec)."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def _pool(jobs: int, setup: tuple, fork: bool = False) -> ProcessPoolExecutor:
+    """Workers forked from this process (`fork`: see `_may_fork`), else forked from a clean
+    server process (forkserver) where there is one, else spawned."""
     methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if "forkserver" in methods:
+    if fork:
+        context = multiprocessing.get_context("fork")
+    elif "forkserver" in methods:
+        context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([__name__])
+    else:
+        context = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(jobs, mp_context=context, initializer=_start, initargs=setup)
 
 
@@ -274,6 +343,7 @@ def _start(model: str, threads: int | None, options: ReadOptions, ignore_card: b
     # Ctrl+C reaches the whole process group: the parent stops the pool, workers finish
     # their file quietly instead of each printing a KeyboardInterrupt traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cv2.setNumThreads(1)  # a core each: OpenCV's own threads would fight the other processes
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     with native_stderr_silenced():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate"
         _WORKER["classifier"] = DigitClassifier(model, threads, ignore_card)

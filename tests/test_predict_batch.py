@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mnist_edge.runtime import batch
 from mnist_edge.runtime.batch import Outcome, ReadOptions, Task, _in_workers, read_digits
 from mnist_edge.runtime.cli_predict import NUMBER_WIDTH, annotated_targets, table_row
 from mnist_edge.runtime.digits import Digit, FrameResult, recognize
@@ -243,7 +244,26 @@ def _die_on_marked(tasks: list[Task]) -> list[Outcome]:
     return [Outcome(task, None, f"done {task.shown}") for task in tasks]
 
 
-def test_a_dying_worker_costs_only_its_file(int8_model):
+@pytest.fixture(params=["forked from here", "from the fork server"])
+def start_method(request):
+    """Workers forked from this process (no other thread runs), or, with a thread of ours
+    running (as after a worker died), from the fork server."""
+    if request.param == "forked from here":
+        assert batch._may_fork()
+        yield request.param
+        return
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert not batch._may_fork()
+        yield request.param
+    finally:
+        stop.set()
+        other.join()
+
+
+def test_a_dying_worker_costs_only_its_file(int8_model, start_method):
     tasks = [Task(f"t{i}", None) for i in range(6)] + [Task("x-die", None)]
     tasks += [Task(f"u{i}", None) for i in range(6)]
     setup = (str(int8_model), 1, ReadOptions(), False)
@@ -254,6 +274,16 @@ def test_a_dying_worker_costs_only_its_file(int8_model):
             assert "worker process reading it died" in outcome.error
         else:
             assert outcome.error == f"done {outcome.task.shown}"
+
+
+def test_chunks_keep_order_and_shrink_at_the_end():
+    tasks = [Task(f"t{i}", None) for i in range(1000)]
+    chunks = list(batch.in_chunks(tasks, 8, 2))
+    assert [task for chunk in chunks for task in chunk] == tasks
+    sizes = [len(chunk) for chunk in chunks]
+    assert sizes[0] == 8 and max(sizes) == 8 and sizes == sorted(sizes, reverse=True)
+    assert sizes[-10:] == [1] * 10  # the last files go one by one: nobody waits long at the end
+    assert [len(c) for c in batch.in_chunks(tasks[:5], 8, 2)] == [1] * 5
 
 
 def test_workers_that_cannot_start_leave_the_work_here(tmp_path):
