@@ -110,6 +110,7 @@ def fit_model(
     from mnist_edge.trainer.chunked_fit import (
         ChunkedTrainer,
         OptimizerStepProgbar,
+        chunks_per_epoch,
         distorted_chunks,
         index_chunks,
     )
@@ -117,7 +118,8 @@ def fit_model(
 
     seed_everything(seed)
     model = build_model()
-    steps_per_epoch = -(-(len(x_train) if pool is None else len(pool)) // batch_size)
+    drawn = len(x_train) if pool is None else len(pool)  # images an epoch
+    steps_per_epoch = -(-drawn // batch_size)
     trainer = ChunkedTrainer(model, x_train, y_train, augmented=distortion is not None)
     trainer.compile(optimizer=make_optimizer(epochs * steps_per_epoch), jit_compile=True)
     chunks = index_chunks(len(x_train), batch_size, STEPS_PER_CALL, seed, pool)
@@ -128,6 +130,7 @@ def fit_model(
     history = trainer.fit(
         chunks,
         epochs=epochs,
+        steps_per_epoch=chunks_per_epoch(drawn, batch_size, STEPS_PER_CALL),  # one stream
         # A dataset made once: numpy arrays would be wrapped anew at every epoch's validation.
         validation_data=tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(1000).cache(),
         shuffle=False,  # index_chunks already reshuffles every epoch
