@@ -27,8 +27,10 @@ rotated into a 9; a test checks the distorted images are still read correctly).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from itertools import pairwise
 
 import cv2
 import numpy as np
@@ -142,8 +144,15 @@ def upsample(coarse: np.ndarray) -> np.ndarray:
     return down.reshape(*lead, rows, SIDE, tiles, SIDE)
 
 
-def distort(images: np.ndarray, rng: np.random.Generator, d: Distortion) -> np.ndarray:
-    """Distort each uint8 [n, 28, 28] image by its own random draw of `d`; uint8 out."""
+def distort(
+    images: np.ndarray, rng: np.random.Generator, d: Distortion, parts: int = 1
+) -> np.ndarray:
+    """Distort each uint8 [n, 28, 28] image by its own random draw of `d`; uint8 out.
+
+    `parts` > 1 warps that many bands of the mosaic on as many threads (NumPy and OpenCV
+    let go of Python's lock): the same pixels, bit for bit, sooner. The random draws are
+    made first, for all images in one order, whatever `parts` is.
+    """
     if images.dtype != np.uint8 or images.shape[1:] != (SIDE, SIDE):
         raise ValueError(
             f"distort takes uint8 [n, 28, 28] images, got {images.dtype} {images.shape}"
@@ -162,23 +171,43 @@ def distort(images: np.ndarray, rng: np.random.Generator, d: Distortion) -> np.n
     offsets = rng.normal(0.0, d.elastic_px, (2, rows, ELASTIC_GRID, TILES_PER_ROW, ELASTIC_GRID))
     if d.pen > 0:
         mosaic = change_pen_width(mosaic, pen)
+    centre = PIVOT - np.einsum("nij,nj->ni", inverse, shift)
 
+    warped = np.empty_like(mosaic)
+    bands = np.linspace(0, rows, min(parts, rows) + 1).round().astype(int)
+    work = [(warped, mosaic, inverse, centre, offsets, a, b) for a, b in pairwise(bands)]
+    if len(work) == 1:
+        _warp_band(*work[0])
+    else:
+        list(_band_threads(len(work)).map(lambda job: _warp_band(*job), work))
+    return _untile(warped, n)
+
+
+def _warp_band(warped, mosaic, inverse, centre, offsets, first: int, end: int) -> None:
+    """Tile rows first..end of the mosaic into `warped`, sampled from the whole mosaic in its
+    own coordinates (coordinates within the band would round differently)."""
     # Output pixel p samples the source at q = A^-1 (p - pivot - shift) + pivot, plus the
     # elastic offset. Both are bilinear over the tile (the affine part is linear), so q is
     # computed at the 4x4 control points and interpolated from there: exact, and far cheaper
     # than per pixel. Clipped to the tile, what falls outside it takes the tile's border pixels
     # (black in MNIST), never a neighbour's; then moved to the tile's place in the mosaic.
+    tiles = slice(first * TILES_PER_ROW, end * TILES_PER_ROW)
+    pixels = slice(first * SIDE, end * SIDE)
     control = (CONTROL - PIVOT).astype(np.float32)
-    centre = PIVOT - np.einsum("nij,nj->ni", inverse, shift)
-    coarse = offsets.astype(np.float32)  # [2 (x, y), rows, G, tiles, G]
+    coarse = offsets[:, first:end].astype(np.float32)  # [2 (x, y), rows, G, tiles, G]
     for k in (0, 1):
-        coarse[k] += _per_tile(inverse[:, k, 0]) * control[None, None, None, :]
-        coarse[k] += _per_tile(inverse[:, k, 1]) * control[None, :, None, None]
-        coarse[k] += _per_tile(centre[:, k])
+        coarse[k] += _per_tile(inverse[tiles, k, 0]) * control[None, None, None, :]
+        coarse[k] += _per_tile(inverse[tiles, k, 1]) * control[None, :, None, None]
+        coarse[k] += _per_tile(centre[tiles, k])
     sources = upsample(coarse)
     np.clip(sources, 0, SIDE - 1, out=sources)
-    maps = [source.reshape(mosaic.shape) for source in sources]
-    for source, origin in zip(maps, tile_origins(rows), strict=True):
-        cv2.add(source, origin, dst=source)
-    warped = cv2.remap(mosaic, maps[0], maps[1], cv2.INTER_LINEAR)
-    return _untile(warped, n)
+    shape = ((end - first) * SIDE, TILES_PER_ROW * SIDE)
+    maps = [source.reshape(shape) for source in sources]
+    for source, origin in zip(maps, tile_origins(len(mosaic) // SIDE), strict=True):
+        cv2.add(source, origin[pixels], dst=source)
+    cv2.remap(mosaic, maps[0], maps[1], cv2.INTER_LINEAR, dst=warped[pixels])
+
+
+@lru_cache(maxsize=1)
+def _band_threads(count: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(count, thread_name_prefix="distort")

@@ -105,6 +105,7 @@ def fit_model(
     `distortion` None trains on the images as they are (the plain recipe). `pool` lists the
     image indices of an epoch when some are drawn more than once (extra data).
     """
+    import cv2
     import tensorflow as tf
 
     from mnist_edge.trainer.chunked_fit import (
@@ -127,16 +128,23 @@ def fit_model(
         chunks = distorted_chunks(chunks, x_train, seed, distortion)
 
     started = time.perf_counter()
-    history = trainer.fit(
-        chunks,
-        epochs=epochs,
-        steps_per_epoch=chunks_per_epoch(drawn, batch_size, STEPS_PER_CALL),  # one stream
-        # A dataset made once: numpy arrays would be wrapped anew at every epoch's validation.
-        validation_data=tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(1000).cache(),
-        shuffle=False,  # index_chunks already reshuffles every epoch
-        verbose=keras_verbosity(quiet),
-        callbacks=[OptimizerStepProgbar(steps_per_epoch)],
-    )
+    # OpenCV's pool threads spin-wait after each call: beside XLA's threads, that only
+    # takes their cores (the distortions use threads of their own, `augment.distort`).
+    opencv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        history = trainer.fit(
+            chunks,
+            epochs=epochs,
+            steps_per_epoch=chunks_per_epoch(drawn, batch_size, STEPS_PER_CALL),  # one stream
+            # A dataset made once: numpy arrays would be wrapped anew at every epoch's validation.
+            validation_data=tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(1000).cache(),
+            shuffle=False,  # index_chunks already reshuffles every epoch
+            verbose=keras_verbosity(quiet),
+            callbacks=[OptimizerStepProgbar(steps_per_epoch)],
+        )
+    finally:
+        cv2.setNumThreads(opencv_threads)
     seconds = time.perf_counter() - started
     per_epoch = [
         {key: float(values[i]) for key, values in history.history.items()}
