@@ -71,6 +71,17 @@ def test_same_seed_same_distortions_each_image_its_own(digits):
     assert len({d.tobytes() for d in same_twice}) == 8
 
 
+@pytest.mark.parametrize("count", [1000, 37])
+def test_bands_on_threads_give_the_same_pixels(digits, count):
+    """The training distorts a chunk in bands on several threads: bit for bit the one-band
+    result, for any band count (the released weights depend on it)."""
+    images = digits[0][:count]
+    whole = distort(images, np.random.default_rng(3), DEFAULT_DISTORTION)
+    for parts in (2, 3, 7):
+        banded = distort(images, np.random.default_rng(3), DEFAULT_DISTORTION, parts=parts)
+        assert np.array_equal(banded, whole)
+
+
 def test_chunk_seeds_differ_between_chunks_and_epochs():
     from mnist_edge.trainer.chunked_fit import chunk_seed
 
