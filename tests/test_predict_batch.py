@@ -244,29 +244,10 @@ def _die_on_marked(tasks: list[Task]) -> list[Outcome]:
     return [Outcome(task, None, f"done {task.shown}") for task in tasks]
 
 
-@pytest.fixture(params=["forked from here", "from the fork server"])
-def start_method(request):
-    """Workers forked from this process (no other thread runs), or, with a thread of ours
-    running (as after a worker died), from the fork server."""
-    if request.param == "forked from here":
-        assert batch._may_fork()
-        yield request.param
-        return
-    stop = threading.Event()
-    other = threading.Thread(target=stop.wait)
-    other.start()
-    try:
-        assert not batch._may_fork()
-        yield request.param
-    finally:
-        stop.set()
-        other.join()
-
-
-def test_a_dying_worker_costs_only_its_file(int8_model, start_method):
+def check_a_dying_worker_costs_only_its_file(model: str) -> None:
     tasks = [Task(f"t{i}", None) for i in range(6)] + [Task("x-die", None)]
     tasks += [Task(f"u{i}", None) for i in range(6)]
-    setup = (str(int8_model), 1, ReadOptions(), False)
+    setup = (model, 1, ReadOptions(), False)
     outcomes = list(_in_workers(tasks, 2, setup, _die_on_marked, chunk=3))
     assert [o.task for o in outcomes] == tasks
     for outcome in outcomes:
@@ -274,6 +255,34 @@ def test_a_dying_worker_costs_only_its_file(int8_model, start_method):
             assert "worker process reading it died" in outcome.error
         else:
             assert outcome.error == f"done {outcome.task.shown}"
+
+
+def test_a_dying_worker_costs_only_its_file_forked(int8_model):
+    """Workers forked from a process that runs no other thread (a fresh one, as predict is);
+    the pools after the death come from the fork server."""
+    code = (
+        "from tests.test_predict_batch import check_a_dying_worker_costs_only_its_file as check\n"
+        "from mnist_edge.runtime import batch\n"
+        "assert batch._may_fork()\n"
+        f"check({str(int8_model)!r})\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                          timeout=180)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_dying_worker_costs_only_its_file_from_the_fork_server(int8_model):
+    """With a thread of ours running (as after a worker died), never a fork from here."""
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert not batch._may_fork()
+        check_a_dying_worker_costs_only_its_file(str(int8_model))
+    finally:
+        stop.set()
+        other.join()
 
 
 def test_chunks_keep_order_and_shrink_at_the_end():
