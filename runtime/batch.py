@@ -236,7 +236,12 @@ def _in_workers(
                 part = next(chunks, None)
                 if part is None:
                     break
-                queue.append((part, pool.submit(work, part), True))
+                try:
+                    future = pool.submit(work, part)
+                except BrokenProcessPool as error:  # a worker died since the last submit:
+                    future = Future()  # this chunk is then handled as one lost in the death
+                    future.set_exception(error)
+                queue.append((part, future, True))
                 sent += 1
             if not queue:
                 return
