@@ -68,7 +68,8 @@ def run_process(args: list[str]) -> tuple[float, str]:
 )
 def main(repeats: int, data_dir: Path | None, json_path: Path | None) -> None:
     """Time the plain seed recipe and `mnist-edge train`, alternating, and print ratios."""
-    data_dir = data_dir or os.environ.get("MNIST_DATA_DIR")
+    # A str: its repr goes into the plain script.
+    data_dir = str(data_dir) if data_dir else os.environ.get("MNIST_DATA_DIR")
     plain_variants = {"plain": "", "plain_verbose2": ", verbose=2"}
     ours_variants = {"mnist_edge": [], "mnist_edge_no_augment": ["--no-augment"]}
     runs = {
