@@ -3,20 +3,27 @@
 Each stage keeps its commands in its own package (`mnist_edge.trainer.cli`,
 `mnist_edge.export.cli`, `mnist_edge.runtime.cli_*`); this module only gathers them. None of those
 modules imports TensorFlow at import time, so `mnist-edge --help` and the runtime commands start
-fast and run on a device that only has the base install.
+fast and run on a device that only has the base install; a command's module is imported only
+when that command runs.
 """
 
+import importlib
 import sys
 
 import click
 
-from mnist_edge.export.bundle import bundle
-from mnist_edge.export.cli import export, run_all
-from mnist_edge.runtime.cli_bench import bench
-from mnist_edge.runtime.cli_live import live
-from mnist_edge.runtime.cli_predict import predict
-from mnist_edge.runtime.cli_serve import serve
-from mnist_edge.trainer.cli import train
+# Each command imported only when it runs (or `--help` lists them): `predict` on a batch of
+# files starts without serve's HTTP server, live's recorder or the exporter's modules.
+COMMANDS = {
+    "all": "mnist_edge.export.cli:run_all",
+    "train": "mnist_edge.trainer.cli:train",
+    "export": "mnist_edge.export.cli:export",
+    "predict": "mnist_edge.runtime.cli_predict:predict",
+    "live": "mnist_edge.runtime.cli_live:live",
+    "serve": "mnist_edge.runtime.cli_serve:serve",
+    "bench": "mnist_edge.runtime.cli_bench:bench",
+    "bundle": "mnist_edge.export.bundle:bundle",
+}
 
 
 class Interrupted(click.ClickException):
@@ -34,6 +41,15 @@ class Interrupted(click.ClickException):
 
 
 class Commands(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module), attribute)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -50,10 +66,6 @@ def main() -> None:
     Pipeline:  train -> export -> predict / live / bench / bundle
     Main job:  mnist-edge all
     """
-
-
-for command in (run_all, train, export, predict, live, serve, bench, bundle):
-    main.add_command(command)
 
 
 if __name__ == "__main__":
