@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -160,10 +161,10 @@ def live_on_camera(url: str, seconds: float, model: Path) -> tuple[float, float]
 class Viewer:
     """One browser's worth of reading: the stream and the events, each in a thread."""
 
-    def __init__(self, served: ServeProcess) -> None:
+    def __init__(self, port: int) -> None:
         self.connections = []
         for path in ("/stream.mjpg", "/api/events"):
-            raw = served.raw_socket()
+            raw = socket.create_connection(("127.0.0.1", port), timeout=30.0)
             raw.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
             self.connections.append(raw)
             threading.Thread(target=self._drain, args=(raw,), daemon=True).start()
@@ -187,7 +188,7 @@ def serve_cpu_per_frame(
     """(CPU seconds per processed frame, frames per second) in a steady run."""
     args = ["--source", source, "--model", str(model), "--max-fps", str(max_fps)]
     with ServeProcess([*args, "--always-on"]) as served:
-        watching = [Viewer(served) for _ in range(viewers)]
+        watching = [Viewer(served.port) for _ in range(viewers)]
         time.sleep(2.0)  # the first frames set up the interpreter; viewers connected
         result = steady_cpu_per_frame(
             served.process.pid, lambda: served.get_json("/healthz")[1]["frames"], seconds
@@ -208,7 +209,7 @@ def paired_on_camera(
     live = LiveOnCamera(url, model)
     try:
         with ServeProcess(args) as served:
-            watching = [Viewer(served) for _ in range(viewers)]
+            watching = [Viewer(served.port) for _ in range(viewers)]
             time.sleep(2.0)
             runs = [
                 (live.process.pid, lambda: live.lines),

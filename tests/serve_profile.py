@@ -26,7 +26,7 @@ import click
 import numpy as np
 
 from tests.conftest import REPO_ROOT, mnist_dir
-from tests.serve_bench import DISTINCT_FRAMES, FPS, start_camera
+from tests.serve_bench import DISTINCT_FRAMES, FPS, Viewer, start_camera
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -141,30 +141,6 @@ def child_main(mode: str, source: str, model: str, max_fps: float) -> None:
 
 
 # -- the parent --------------------------------------------------------------------------------
-
-
-class Viewer:
-    def __init__(self, port: int) -> None:
-        import socket
-
-        self.sockets = []
-        for path in ("/stream.mjpg", "/api/events"):
-            raw = socket.create_connection(("127.0.0.1", port))
-            raw.sendall(f"GET {path} HTTP/1.1\r\nHost: profile\r\n\r\n".encode())
-            self.sockets.append(raw)
-            threading.Thread(target=self._drain, args=(raw,), daemon=True).start()
-
-    @staticmethod
-    def _drain(raw) -> None:
-        try:
-            while raw.recv(1 << 16):
-                pass
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        for raw in self.sockets:
-            raw.close()
 
 
 def profile_run(mode: str, source: str, viewers: int, seconds: float, model: Path, max_fps):
