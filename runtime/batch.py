@@ -106,14 +106,15 @@ def process(task: Task, classifier: DigitClassifier, options: ReadOptions) -> Ou
         return Outcome(task, None, str(error))
     if drawn is not None and task.annotated is not None:
         try:
-            save_annotated_image(task.annotated, drawn)
+            write_png(task.annotated, drawn)
         except OSError as error:
             return Outcome(task, result, f"cannot write the annotated image ({error})")
     return Outcome(task, result, None)
 
 
-def save_annotated_image(target: Path, image: np.ndarray) -> Path:
-    """The image as a PNG at `target`, written atomically (a temporary file, then renamed)."""
+def write_png(target: Path, image: np.ndarray) -> Path:
+    """The image as a PNG at `target`, written atomically (a temporary file, then renamed):
+    an annotated copy, or a digit's crop (`crop_files.py`)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     ok, png = cv2.imencode(".png", image)
     if not ok:

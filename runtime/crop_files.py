@@ -9,12 +9,11 @@ not the truth: look through each folder and move the wrong ones before training 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from mnist_edge.runtime.batch import write_png
 from mnist_edge.runtime.digits import FrameResult
 
 
@@ -32,18 +31,6 @@ def save_crops(folder: Path, shown: str, result: FrameResult) -> list[Path]:
         if digit.crop is None:
             continue
         target = folder / str(digit.digit) / crop_name(shown, index, digit.box)
-        target.parent.mkdir(parents=True, exist_ok=True)
         pixels = np.clip(np.rint(digit.crop * 255.0), 0, 255).astype(np.uint8)
-        ok, png = cv2.imencode(".png", pixels)
-        if not ok:
-            raise OSError(f"{target}: PNG encoding failed")
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(png.tobytes())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        written.append(target)
+        written.append(write_png(target, pixels))
     return written

@@ -22,21 +22,13 @@ import numpy as np
 from mnist_edge.runtime.classifier import DigitClassifier
 from mnist_edge.runtime.digits import recognize
 from mnist_edge.runtime.images import MIN_DECODED_SIDE, decode_file
+from tests.real_photos_report import edit_distance
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SIDES = (160, 240, 320, 400, 480, 640, 800, 1000, 1280, 1600, 2000)
 KINDS = ("photo_single", "photo_multi", "screen_drawn")
 REDUCED = {2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
            8: cv2.IMREAD_REDUCED_GRAYSCALE_8}  # fmt: skip
-
-
-def edit_distance(a: str, b: str) -> int:
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        previous, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (ca != cb))
-    return row[-1]
 
 
 def shrink_to(gray: np.ndarray, side: int) -> np.ndarray:

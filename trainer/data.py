@@ -92,26 +92,15 @@ def scale_pixels(x: np.ndarray) -> np.ndarray:
 
 def parse_idx(raw: bytes, name: str, images: bool) -> np.ndarray:
     """Parse one IDX file's bytes strictly; `name` appears in every error message."""
-    want_magic, ndim = (IMAGES_MAGIC, 3) if images else (LABELS_MAGIC, 1)
-    header_size = 4 + 4 * ndim
-    if len(raw) < header_size:
-        raise DataError(
-            f"{name}: truncated IDX file ({len(raw)} bytes, header needs {header_size})"
-        )
-    magic = int.from_bytes(raw[0:4], "big")
-    if magic != want_magic:
-        kind = "images" if images else "labels"
-        raise DataError(f"{name}: bad magic number {magic}, expected {want_magic} for IDX {kind}")
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    if images and dims[1:] != [28, 28]:
-        raise DataError(f"{name}: images are {dims[1]}x{dims[2]}, expected 28x28")
-    expected = header_size + int(np.prod(dims))
+    expected = check_idx_header(raw, name, images)
+    items = int.from_bytes(raw[4:8], "big")
     if len(raw) != expected:
         raise DataError(
-            f"{name}: header says {dims[0]} items ({expected} bytes) but the file has "
+            f"{name}: header says {items} items ({expected} bytes) but the file has "
             f"{len(raw)} bytes"
         )
-    array = np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(dims)
+    shape = (items, 28, 28) if images else (items,)
+    array = np.frombuffer(raw, dtype=np.uint8, offset=16 if images else 8).reshape(shape)
     if not images and array.size and array.max() > 9:
         raise DataError(f"{name}: label {int(array.max())} is out of range 0-9")
     return array
