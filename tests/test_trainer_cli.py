@@ -141,3 +141,13 @@ def test_unwritable_output_is_one_line_error(mnist_data_dir, tmp_path):
 def test_bad_option_value_is_a_usage_error():
     done = mnist_edge("train", "--epochs", "0")
     assert done.returncode == 2 and "Invalid value for '--epochs'" in done.stderr
+
+
+def test_reports_name_no_folder_of_the_building_machine():
+    from mnist_edge.trainer.train import without_absolute_paths
+
+    assert without_absolute_paths("IDX files in /data/mnist") == "IDX files in mnist"
+    assert without_absolute_paths("IDX files in ../shared/data/mnist") == "IDX files in mnist"
+    assert without_absolute_paths("IDX files in ./mnist/") == "IDX files in mnist"
+    untouched = "1/2 of 3.5/4, IDX files in mnist"
+    assert without_absolute_paths(untouched) == untouched

@@ -75,9 +75,10 @@ def evaluate(model, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def without_absolute_paths(text: str) -> str:
-    """`text` with every absolute path cut to its last part ("IDX files in /data/mnist" ->
-    "IDX files in mnist"): committed reports name no folder of the machine that built them."""
-    return re.sub(r"(?<![\w.:/])/(?:[^\s/]+/)*([^\s/]+)/?", r"\1", text)
+    """`text` with every absolute path, or relative one from ./ or ../, cut to its last part
+    ("IDX files in ../shared/data/mnist" -> "IDX files in mnist"): committed reports name no
+    folder of the machine that built them."""
+    return re.sub(r"(?<![\w.:/])(?:\.{1,2})?/(?:[^\s/]+/)*([^\s/]+)/?", r"\1", text)
 
 
 @dataclass
