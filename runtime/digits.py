@@ -1,7 +1,8 @@
 """Every digit in a frame: find the crops, classify them all in one batch, read them in order.
 
-Regions that may be touching digits are also read as 2 or 3 parts, in the same batch; the
-reading the classifier is clearly surer of is kept (runtime/split.py).
+Regions that may be touching digits are also read as 2 or 3 parts, and neighbours that may be
+one digit in pieces as one, in the same batch; the reading the classifier is clearly surer of
+is kept (runtime/split.py, runtime/join.py).
 
 classifier = DigitClassifier("models/mnist_int8.tflite")
 result = recognize(frame, classifier, min_confidence=0.6)
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mnist_edge.runtime.classifier import DigitClassifier
+from mnist_edge.runtime.join import choose_join
 from mnist_edge.runtime.preprocess import find_digit_candidates
 from mnist_edge.runtime.split import choose_reading
 
@@ -62,27 +64,42 @@ def recognize(
     candidates = find_digit_candidates(frame)
     if not candidates:
         return FrameResult(digits=[], text="")
-    # The whole regions and every part of every split, in one batch.
+    # The whole regions, every part of every split and every joined pair, in one batch.
     crops = [c.crop for c in candidates]
     crops += [crop for c in candidates for cut in c.splits for _, crop in cut]
+    joined_at = {}
+    for i, c in enumerate(candidates):
+        if c.joined is not None:
+            joined_at[i] = len(crops)
+            crops.append(c.joined[1])
     probabilities = classifier.predict(np.stack(crops))
     best = probabilities.argmax(axis=1)
-    readings = []  # (box, label, probabilities, crop) in reading order
+    sure = probabilities.max(axis=1)
+    # Each region's reading: [(box, crop, its row in the batch)], itself or its parts.
+    readings = []
     k = len(candidates)
     for i, c in enumerate(candidates):
         parts = []
         for cut in c.splits:
             parts.append([(box, crop, k + j) for j, (box, crop) in enumerate(cut)])
             k += len(cut)
-        sureness = [[float(probabilities[j].max()) for _, _, j in cut] for cut in parts]
+        sureness = [[float(sure[j]) for _, _, j in cut] for cut in parts]
         aspect = c.box[2] / max(1, c.box[3])
-        chosen = choose_reading(float(probabilities[i].max()), aspect, sureness)
-        if chosen is None:
-            readings.append((c.box, c.crop, i))
-        else:
-            readings.extend(parts[chosen])
+        chosen = choose_reading(float(sure[i]), aspect, sureness)
+        readings.append([(c.box, c.crop, i)] if chosen is None else parts[chosen])
+    i, kept = 0, []
+    while i < len(candidates):
+        j = joined_at.get(i)
+        # Two regions read whole (neither split) may be one digit in two pieces.
+        if j is not None and len(readings[i]) == len(readings[i + 1]) == 1:
+            if choose_join(float(sure[i]), float(sure[i + 1]), float(sure[j])):
+                kept.append((*candidates[i].joined, j))
+                i += 2
+                continue
+        kept.extend(readings[i])
+        i += 1
     digits = []
-    for box, crop, j in readings:
+    for box, crop, j in kept:
         label = int(best[j])
         confidence = float(probabilities[j][label])
         weak = confidence < min_confidence

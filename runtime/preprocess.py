@@ -20,6 +20,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from mnist_edge.runtime.join import join_options
 from mnist_edge.runtime.mnist_crop import at_line_height, digit_ink, to_mnist_28x28
 from mnist_edge.runtime.page import (
     MAX_WORK_SIDE,
@@ -124,18 +125,20 @@ def _is_writing(pieces: list[Piece], height: float) -> bool:
 
 
 class Candidate(NamedTuple):
-    """One region of a frame: its box and 28x28 crop, and the ways to read it as 2 or 3
-    touching digits (each a list of (box, crop) side by side)."""
+    """One region of a frame: its box and 28x28 crop, the ways to read it as 2 or 3
+    touching digits (each a list of (box, crop) side by side), and, when it may be one digit
+    with the next region (a digit in two pieces), the two as one (box, crop)."""
 
     box: tuple[int, int, int, int]
     crop: np.ndarray
     splits: list[list[tuple[tuple[int, int, int, int], np.ndarray]]]
+    joined: tuple[tuple[int, int, int, int], np.ndarray] | None = None
 
 
 def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
     """Every digit-like region of a BGR or grey frame in reading order, with its splits.
 
-    A blank frame gives []. What splitting to keep is the classifier's call
+    A blank frame gives []. What splitting and joining to keep is the classifier's call
     (`mnist_edge.runtime.digits.recognize`).
     """
     gray = to_gray(frame)
@@ -169,10 +172,16 @@ def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
     regions = digit_regions(pieces, height)
     heights = line_heights([b for b, _ in regions])
     options = split_options(regions, heights)
+    joins = join_options(regions, heights)
     out = []
     for i, (box, parts) in enumerate(regions):
         line = heights[i]
         crop = to_mnist_28x28(at_line_height(digit_ink(page, parts, box), box[3], line))
+        joined = None
+        if i in joins:
+            b, p = joins[i]
+            ink = at_line_height(digit_ink(page, p, b), b[3], line)
+            joined = (page.frame_box(b), to_mnist_28x28(ink))
         splits = [
             [
                 (
@@ -186,9 +195,11 @@ def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
         if back is not None:
             splits = [[(box_back(b, back, gray.shape), c) for b, c in cut] for cut in splits]
             frame_box = box_back(page.frame_box(box), back, gray.shape)
+            if joined is not None:
+                joined = (box_back(joined[0], back, gray.shape), joined[1])
         else:
             frame_box = page.frame_box(box)
-        out.append(Candidate(frame_box, crop, splits))
+        out.append(Candidate(frame_box, crop, splits, joined))
     return out
 
 
