@@ -39,7 +39,7 @@ from mnist_edge.runtime.regions import (
     ink_pieces,
     writing_height,
 )
-from mnist_edge.runtime.skew import MIN_SKEW, box_back, line_angle, upright
+from mnist_edge.runtime.skew import MIN_SKEW, box_back, line_angle, upright, writing_angle
 from mnist_edge.runtime.split import split_options
 
 __all__ = ["find_digit_crops", "reading_order", "to_gray", "to_mnist_28x28"]
@@ -170,6 +170,17 @@ def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
             ):
                 (page, pieces, height), back = level, turn_back
     regions = digit_regions(pieces, height)
+    if back is None:
+        # Perhaps writing photographed askew: its lines drift into each other.
+        angle = writing_angle([b for b, _ in regions], height)
+        if angle is not None and abs(angle) >= MIN_SKEW:
+            # Only the writing's part of the frame, turned (see upright).
+            writing = [page.frame_box(c[:4]) for c in pieces if 0.5 * height <= c.h <= 2 * height]
+            turned, turn_back = upright(gray, angle, boxes=writing, margin=height / page.scale)
+            level = page_at_writing_scale(turned)
+            if _is_writing(level[1], level[2]):
+                (page, pieces, height), back = level, turn_back
+                regions = digit_regions(pieces, height)
     heights = line_heights([b for b, _ in regions])
     options = split_options(regions, heights)
     joins = join_options(regions, heights)

@@ -1,9 +1,13 @@
-"""A page photographed askew: the angle of its lines, and the frame turned upright.
+"""A page photographed askew: the angle of its lines or of its writing, and the frame turned
+upright.
 
 A grid, a table or squared paper photographed at an angle defeats the search for lines along
 the rows and columns, and joins the whole page into one piece. Its long straight lines tell the
 angle (Hough segments a third of the page long, their median direction folded into +-45
-degrees); the frame is turned by that angle and read again, and boxes are mapped back.
+degrees). Writing photographed at an angle is read in the wrong order (a line of digits
+drifts into the next) and its dense lines run into each other; the direction from each digit
+to its neighbour on the right tells that angle. The frame is turned by the angle and read
+again, and boxes are mapped back.
 """
 
 from __future__ import annotations
@@ -13,7 +17,12 @@ import math
 import cv2
 import numpy as np
 
+from mnist_edge.runtime.reading_order import median
+
 MIN_SKEW = 3.0  # degrees: less is handled by the line search's own tolerance
+MAX_WRITING_SKEW = 30.0  # degrees: a neighbour further up or down is in another line
+NEIGHBOUR_REACH = 3.0  # a digit's neighbour is at most this many digit heights away
+DRIFT = 0.35  # a line of writing must rise or fall this many digit heights to be turned
 
 
 def line_angle(weak: np.ndarray) -> float | None:
@@ -30,34 +39,148 @@ def line_angle(weak: np.ndarray) -> float | None:
     return float(np.median(angles))
 
 
+def writing_angle(boxes: list[tuple[int, int, int, int]], height: float) -> float | None:
+    """The direction of the lines of writing (degrees, image y down), from digit-sized boxes
+    (x, y, w, h): each is linked to its nearest neighbour on its right (within
+    MAX_WRITING_SKEW of level and NEIGHBOUR_REACH heights), the links chained into lines, and
+    a straight line fitted through each line's digits; the median direction of the lines of
+    three or more. None with fewer than three links, when they disagree (a scatter of digits,
+    not lines), or when no line rises or falls by DRIFT of a digit's height along its length:
+    a short line a few degrees off level is read right as it is."""
+    if height <= 0:
+        return None
+    centres = sorted(
+        (x + w / 2, y + h / 2, h) for x, y, w, h in boxes if 0.5 * height <= h <= 2 * height
+    )
+    bottoms = [cy + h / 2 for _, cy, h in centres]
+    if len(centres) < 4 or max(bottoms) - min(bottoms) < DRIFT * height:
+        return None  # one line, level enough (a webcam frame of a number): nothing to turn
+    slope = math.tan(math.radians(MAX_WRITING_SKEW))
+    links = []  # (i, j, direction in degrees)
+    for i, (cx, cy, ch) in enumerate(centres):
+        best = None
+        for j in range(i + 1, len(centres)):
+            nx, ny, nh = centres[j]
+            dx, dy = nx - cx, ny - cy
+            if dx > NEIGHBOUR_REACH * 2 * height:
+                break  # in order of x: every later one is further
+            distance = math.hypot(dx, dy)
+            if dx <= 0 or abs(dy) > slope * dx or distance > NEIGHBOUR_REACH * max(ch, nh):
+                continue
+            if best is None or distance < best[0]:
+                best = (distance, j, math.degrees(math.atan2(dy, dx)))
+        if best is not None:
+            links.append((i, best[1], best[2]))
+    if len(links) < 3:
+        return None
+    middle = median([d for _, _, d in links])
+    # Most links along one direction: a line's digits sit a little up and down, not at random.
+    if median([abs(d - middle) for _, _, d in links]) > 6.0:
+        return None
+    # One neighbour's centre a little up or down turns a link by degrees; a line fitted
+    # through a whole line of digits is steadier. Links far off the common direction (to a
+    # digit of the next line) do not chain.
+    line_of = list(range(len(centres)))
+
+    def root(k: int) -> int:
+        while line_of[k] != k:
+            line_of[k] = line_of[line_of[k]]
+            k = line_of[k]
+        return k
+
+    for i, j, direction in links:
+        if abs(direction - middle) <= 10.0:
+            line_of[root(j)] = root(i)
+    members: dict[int, list[int]] = {}
+    for k in range(len(centres)):
+        members.setdefault(root(k), []).append(k)
+    fitted, drift = [], 0.0
+    for line in members.values():
+        if len(line) >= 3:
+            # Through the bottoms (digits of a line sit on it, whatever their heights), by
+            # the median of the slopes between pairs: one digit off the line does not tip it.
+            xs = [centres[k][0] for k in line]
+            ys = [centres[k][1] + centres[k][2] / 2 for k in line]
+            rise = median([
+                (ys[b] - ys[a]) / (xs[b] - xs[a])
+                for a in range(len(line)) for b in range(a + 1, len(line)) if xs[b] > xs[a]
+            ])  # fmt: skip
+            fitted.append(math.degrees(math.atan(rise)))
+            drift = max(drift, abs(rise) * (max(xs) - min(xs)))
+    if not fitted or drift < DRIFT * height:
+        return None
+    return float(median(fitted))
+
+
 def upright(
-    gray: np.ndarray, angle: float, region: tuple[int, int, int, int] | None = None
+    gray: np.ndarray,
+    angle: float,
+    region: tuple[int, int, int, int] | None = None,
+    boxes: list[tuple[int, int, int, int]] | None = None,
+    margin: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The frame turned by `angle` degrees (lines at that angle become level), the corners
-    brought in paper-grey, and the affine map from it back to the frame. With `region` (a box
-    of the frame: the grid), only what the turned region covers, and a little around it: the
-    rest of the page (a desk, the page's edge) would otherwise set the writing's scale."""
+    """The frame turned by `angle` degrees (lines at that angle become level), what the turn
+    brings in from outside the frame filled with paper, and the affine map from it back to the
+    frame. With `region` (a box of the frame: the grid), only what the turned region covers,
+    and a little around it: the rest of the page (a desk, the page's edge) would otherwise set
+    the writing's scale. With `boxes` (of the frame: the pieces of tilted writing), only the box
+    around them turned, and a little around it (at least `margin` pixels): the box around
+    tilted writing, turned, would also take in the corners beside it, where a desk along the
+    frame's border would no longer lie along the border (where it is known not to be
+    writing)."""
     h, w = gray.shape
     turn = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
     c, s = abs(math.cos(math.radians(angle))), abs(math.sin(math.radians(angle)))
     nw, nh = round(w * c + h * s), round(w * s + h * c)
     turn[0, 2] += nw / 2 - w / 2
     turn[1, 2] += nh / 2 - h / 2
-    if region is not None:
+    if boxes:
+        corners = np.array(
+            [p for x, y, bw, bh in boxes for p in ((x, y, 1), (x + bw, y, 1), (x, y + bh, 1),
+                                                   (x + bw, y + bh, 1))]
+        )  # fmt: skip
+    elif region is not None:
         x, y, rw, rh = region
         corners = np.array([[x, y, 1], [x + rw, y, 1], [x, y + rh, 1], [x + rw, y + rh, 1]])
+    if boxes or region is not None:
         points = corners @ turn.T
-        margin = 0.05 * max(rw, rh)
-        x0, y0 = np.maximum(points.min(axis=0) - margin, 0)
-        x1, y1 = np.minimum(points.max(axis=0) + margin, (nw, nh))
+        low, high = points.min(axis=0), points.max(axis=0)
+        margin = max(margin, 0.05 * float(max(high - low)))
+        x0, y0 = np.maximum(low - margin, 0)
+        x1, y1 = np.minimum(high + margin, (nw, nh))
         turn[0, 2] -= x0
         turn[1, 2] -= y0
         nw, nh = max(1, round(x1 - x0)), max(1, round(y1 - y0))
-    # Paper-grey corners: replicated edges would draw streaks of ink.
-    paper = int(np.median(gray[::4, ::4]))
     turned = cv2.warpAffine(gray, turn, (nw, nh), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=paper)  # fmt: skip
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
+    # Interpolated like the frame: a pixel that is partly outside is partly black, and filled.
+    inside = cv2.warpAffine(np.full(gray.shape, 255, np.uint8), turn, (nw, nh),
+                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)  # fmt: skip
+    _fill_with_paper(turned, inside)
     return turned, cv2.invertAffineTransform(turn)
+
+
+def _fill_with_paper(turned: np.ndarray, inside: np.ndarray) -> None:
+    """What the turn brought in from outside the frame, filled with the brightness of the
+    paper next to it, in place. One grey for all of it would be darker than a white page (and
+    read as ink along the page's new edges) or lighter than a shaded one; replicated edges
+    would draw streaks of ink. The paper: the frame's brightness averaged over a wide window,
+    the outside left out (a normalized blur, on an eighth-size copy)."""
+    outside = inside < 255
+    if not outside.any():
+        return
+    turned[outside] = 0  # left out of the averages below
+    inside = np.where(outside, 0, 255).astype(np.uint8)
+    h, w = turned.shape
+    size = (max(1, w // 8), max(1, h // 8))
+    weight = cv2.resize(inside, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    light = cv2.resize(turned, size, interpolation=cv2.INTER_AREA).astype(np.float32) * 255.0
+    k = max(3, (max(size) // 8) | 1)
+    weight, light = cv2.blur(weight, (k, k)), cv2.blur(light, (k, k))
+    fallback = float(np.median(turned[~outside])) if (~outside).any() else 255.0
+    paper = np.where(weight > 1.0, light / np.maximum(weight, 1.0), fallback)
+    paper = cv2.resize(paper.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    turned[outside] = np.clip(paper[outside], 0, 255).astype(np.uint8)
 
 
 def box_back(box: tuple[int, int, int, int], back: np.ndarray, shape: tuple[int, int]) -> tuple:

@@ -133,6 +133,7 @@ def camera_frame_with_boxes(
     pen: float | None = None,
     gap: float | None = None,
     jpeg_quality: int | None = None,
+    tilt: float | tuple[float, float] = 0.0,
 ) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     """A BGR uint8 frame of `size` (h, w) with the digits written in it, and each digit's box.
 
@@ -144,7 +145,10 @@ def camera_frame_with_boxes(
     `stroke`/`pen`: another pen than MNIST's (see scaled_ink).
     `ruled`/`grid`/`page_edge`/`specks`: distractors - ruled or squared paper, a darker desk
     beyond the edge of the paper, and that many small dots of dirt.
-    Boxes are (x, y, w, h) in frame pixels, in reading order.
+    `tilt`: the writing turned by that many degrees (a range: its size drawn from it, either
+    way), as on a page photographed askew.
+    Boxes are (x, y, w, h) in frame pixels, in reading order (of the turned digits: the boxes
+    around them).
     """
     rows = digits if digits and isinstance(digits[0], list) else [digits]
     h, w = size
@@ -160,6 +164,9 @@ def camera_frame_with_boxes(
     if not isinstance(height_frac, tuple):
         height_frac = (height_frac, height_frac)
     digit_h = max(8, round(rng.uniform(*height_frac) * h))
+    if isinstance(tilt, tuple):
+        tilt = rng.uniform(*tilt) * rng.choice([-1.0, 1.0])
+    turn_c, turn_s = abs(np.cos(np.radians(tilt))), abs(np.sin(np.radians(tilt)))
 
     # Render each row's ink into patches and lay the rows out in a block; shrink the digits
     # if the block does not fit (wide digits, a thick pen).
@@ -178,6 +185,11 @@ def camera_frame_with_boxes(
         line_gap = round(digit_h * rng.uniform(0.3, 0.6))
         block_w = max(b[2] for b in blocks)
         block_h = sum(b[3] for b in blocks) + line_gap * (len(blocks) - 1)
+        # Turned, the block needs the room of the box around it.
+        block_w, block_h = (
+            round(block_w * turn_c + block_h * turn_s),
+            round(block_w * turn_s + block_h * turn_c),
+        )
         room = 0.82 if page_edge else 0.97
         fit = min(room * w / block_w, room * h / block_h)
         if fit >= 1.0:
@@ -191,6 +203,12 @@ def camera_frame_with_boxes(
 
     ink_alpha = np.zeros((h, w), np.float32)
     boxes = []
+    # Unturned, the block is laid out from here; turned, about its centre, into the box.
+    unturned_w = max(b[2] for b in blocks)
+    unturned_h = sum(b[3] for b in blocks) + line_gap * (len(blocks) - 1)
+    if tilt:
+        x0 += (block_w - unturned_w) // 2
+        y0 += (block_h - unturned_h) // 2
     top = y0
     for inks, offsets, _, row_h, row_top in blocks:
         for ink, (dx, dy) in zip(inks, offsets, strict=True):
@@ -204,6 +222,20 @@ def camera_frame_with_boxes(
             np.maximum(ink_alpha[ya:yb, xa:xb], patch, out=ink_alpha[ya:yb, xa:xb])
             boxes.append((xa, ya, xb - xa, yb - ya))
         top += row_h + line_gap
+    if tilt:
+        centre = (x0 + unturned_w / 2, y0 + unturned_h / 2)
+        turn = cv2.getRotationMatrix2D(centre, tilt, 1.0)
+        ink_alpha = cv2.warpAffine(ink_alpha, turn, (w, h), flags=cv2.INTER_LINEAR)
+        turned = []
+        for bx, by, bw, bh in boxes:
+            corners = np.array(
+                [[bx, by, 1], [bx + bw, by, 1], [bx, by + bh, 1], [bx + bw, by + bh, 1]]
+            )
+            points = corners @ turn.T
+            (xa, ya), (xb, yb) = points.min(axis=0), points.max(axis=0)
+            xa, ya = max(0, int(xa)), max(0, int(ya))
+            turned.append((xa, ya, min(w, int(np.ceil(xb))) - xa, min(h, int(np.ceil(yb))) - ya))
+        boxes = turned
 
     if board:
         paper = np.array(BOARD_COLOURS[rng.integers(len(BOARD_COLOURS))], np.float32)
