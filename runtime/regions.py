@@ -146,18 +146,25 @@ def _digit_height_cap(boxes: list[tuple[int, ...]], height: float) -> float:
 
     Digit-sized: at least 0.7 times the writing's `height` (or half the tallest piece when
     that is not known): the parts of a digit cut by a ruled line are not digit-sized. Only
-    known for a number (digit-sized pieces side by side in at least three columns); merging
+    known for a number (digit-sized pieces side by side in at least three columns, in one
+    line of writing); merging
     pieces never makes a region taller than that, so digits of two lines are not joined
     through a stray piece between them. One digit alone has no such limit: its pieces,
     stacked, may be all there is.
     """
     least = 0.7 * height if height else 0.5 * max((b[3] for b in boxes), default=0)
-    big = sorted((b for b in boxes if b[3] >= least), key=lambda b: b[0])
-    columns, end = 0, -math.inf
-    for x, _, w, _ in big:
-        if x >= end - 0.25 * w:
-            columns += 1
-        end = max(end, x + w)
+    big = [b for b in boxes if b[3] >= least]
+    # Counted in each line of writing: on a page whose lines do not line up in columns
+    # (shifted, or narrowing into the distance), the pieces of all lines together overlap
+    # everywhere in x.
+    columns = 0
+    for line in text_lines(big):
+        count, end = 0, -math.inf
+        for x, _, w, _ in (big[i] for i in line):
+            if x >= end - 0.25 * w:
+                count += 1
+            end = max(end, x + w)
+        columns = max(columns, count)
     return CAP * float(median([b[3] for b in big])) if columns >= 3 else math.inf
 
 

@@ -12,6 +12,7 @@ from mnist_edge.runtime.classifier import DigitClassifier
 from mnist_edge.runtime.digits import recognize
 from mnist_edge.runtime.images import read_image
 from mnist_edge.runtime.preprocess import find_digit_candidates, find_digit_crops
+from mnist_edge.runtime.regions import _digit_height_cap
 from mnist_edge.runtime.split import two_part_cuts
 from tests.real_photos_report import (
     REAL_PHOTOS,
@@ -182,6 +183,20 @@ def test_page_of_ten_rows_of_small_digits_reads_row_by_row(mnist, classifier, su
     frame, _ = camera_frame_with_boxes(rows, rng, size=(2000, 1500), height_frac=0.04, gap=0.5)
     text = recognize(frame, classifier).text
     assert digits_right(text, want) >= 0.95 * len(want), f"read {text}"
+
+
+def test_digit_height_limit_is_found_on_pages_whose_lines_do_not_line_up():
+    """Three lines of four digits, each line starting further right (a page narrowing into
+    the distance): all the digits together overlap everywhere in x, but each line has four
+    columns, so merging is still held to a digit's height."""
+    boxes = [
+        (x0 + k * 40, 100 + line * 60, 30, 45)
+        for line, x0 in enumerate((0, 20, 37))
+        for k in range(4)
+    ]
+    assert _digit_height_cap(boxes, 45.0) == pytest.approx(1.3 * 45)
+    # One number alone of two digits: no columns to go by, no limit.
+    assert _digit_height_cap(boxes[:2], 45.0) == float("inf")
 
 
 def test_small_zero_beside_tall_sevens_stays(mnist, classifier, sure):
