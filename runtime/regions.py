@@ -24,6 +24,10 @@ WEAK_SHARE = 0.5  # a piece with less strong ink than this share of its pixels l
 FAINT_FIELD = 7  # ... its faint fields: faint ink this many pixels across every way
 CAP = 1.3  # a merged region is at most this many times the median digit-sized piece tall
 MAX_PIECES = 400  # ink pieces considered per frame, the biggest first
+PIECES_FOR_TYPICAL = 9  # the writing's typical piece: the median of this many with most ink
+INK_OF_FEW_DIGITS = 3.0  # a solid piece with this many typical pieces' ink is a blob
+SOLID = 0.5  # a region whose ink covers this much of its box ...
+BLOB = 1.5  # ... and this many times the writing's height both ways is a shadow, not a digit
 
 
 class Piece(NamedTuple):
@@ -147,10 +151,9 @@ def _digit_height_cap(boxes: list[tuple[int, ...]], height: float) -> float:
     Digit-sized: at least 0.7 times the writing's `height` (or half the tallest piece when
     that is not known): the parts of a digit cut by a ruled line are not digit-sized. Only
     known for a number (digit-sized pieces side by side in at least three columns, in one
-    line of writing); merging
-    pieces never makes a region taller than that, so digits of two lines are not joined
-    through a stray piece between them. One digit alone has no such limit: its pieces,
-    stacked, may be all there is.
+    line of writing); merging pieces never makes a region taller than that, so digits of two
+    lines are not joined through a stray piece between them. One digit alone has no such
+    limit: its pieces, stacked, may be all there is.
     """
     least = 0.7 * height if height else 0.5 * max((b[3] for b in boxes), default=0)
     big = [b for b in boxes if b[3] >= least]
@@ -332,9 +335,13 @@ def writing_height(pieces: list[Piece]) -> float:
     """The height of the writing in the work copy (0 when there is none): the median height
     of the pieces that hold half of the strong ink, the strongest first. Faint or small
     specks (paper grain, cardboard fibres, the show-through of the other side of the page)
-    may outnumber the digits' pieces, but hold little of the ink.
+    may outnumber the digits' pieces, but hold little of the ink. A blob (a dark shadow, a
+    smudge: solid, and holding the ink of several digits) is left out: one such piece may
+    hold more strong ink than all the digits together.
     """
     ranked = sorted(pieces, key=lambda c: -c.strong_area)
+    typical = median([c.strong_area for c in ranked[:PIECES_FOR_TYPICAL]]) if ranked else 0
+    ranked = [c for c in ranked if not _is_solid_blob(c, typical)] or ranked
     half, total, heights = 0.5 * sum(c.strong_area for c in ranked), 0, []
     for c in ranked:
         heights.append(c.h)
@@ -342,6 +349,15 @@ def writing_height(pieces: list[Piece]) -> float:
         if total >= half:
             break
     return float(median(heights)) if heights else 0.0
+
+
+def _is_solid_blob(piece: Piece, typical: float) -> bool:
+    """Solid and holding the strong ink of several typical pieces: a shadow, a smudge, a
+    marker's underline. (A 1 is solid too, but holds less ink than most digits; a marker's
+    digit leaves half its box paper.)"""
+    return (
+        piece.area >= SOLID * piece.w * piece.h and piece.strong_area >= INK_OF_FEW_DIGITS * typical
+    )
 
 
 def digit_regions(
@@ -384,9 +400,20 @@ def digit_regions(
         kept += [
             regions[i]
             for i in line
-            if boxes[i][3] >= max(0.4 * typical, least) and not _is_dash(boxes[i], height)
+            if boxes[i][3] >= max(0.4 * typical, least)
+            and not _is_dash(boxes[i], height)
+            and not _is_blob(regions[i], height)
         ]
     return kept
+
+
+def _is_blob(region: tuple[tuple[int, int, int, int], list[Piece]], height: float) -> bool:
+    """Solid and bigger than a digit both ways: a dark shadow, a smudge, a thumb, not writing
+    (even a marker's digit leaves half its box paper, or is narrow, like a 1)."""
+    (_, _, w, h), pieces = region
+    return (
+        bool(height) and min(w, h) >= BLOB * height and sum(c.area for c in pieces) >= SOLID * w * h
+    )
 
 
 def _is_dash(box: tuple[int, int, int, int], height: float) -> bool:

@@ -298,6 +298,26 @@ def test_shadow_edge_is_not_a_digit(mnist, classifier, sure):
         assert recognize(frame, classifier).digits == [], f"trial {trial}"
 
 
+def test_dark_blob_is_not_a_digit_nor_the_writing_s_size(mnist, classifier, sure):
+    """A dark, solid patch beside a number (a shadow in a dim photo, a thumb, a smudge) holds
+    more ink than all the digits: it must neither be read nor set the scale they are read at."""
+    rng = np.random.default_rng(8)
+    right = 0
+    for trial in range(6):
+        labels = [int(d) for d in rng.integers(0, 10, 5)]
+        items, x = [], 40
+        for d in labels:
+            ink = scaled_ink(mnist.x_test[int(rng.choice(sure[d]))], 50)
+            items.append((ink, x, 60))
+            x += ink.shape[1] + 20
+        blob = np.zeros((130, 220), np.float32)
+        cv2.ellipse(blob, (110, 65), (105, 60), float(rng.uniform(-20, 20)), 0, 360, 0.8, -1)
+        items.append((cv2.GaussianBlur(blob, (0, 0), 4), int(rng.integers(60, 380)), 250))
+        result = recognize(paper_with(items, seed=trial), classifier)
+        right += result.text == "".join(map(str, labels))
+    assert right >= 5, f"{right} of 6 numbers read exactly beside a dark blob"
+
+
 @pytest.mark.parametrize("side", [16, 28, 64])
 @pytest.mark.parametrize("polarity", ["white-on-black", "black-on-white"])
 def test_tight_crops_read_as_one_digit(mnist, classifier, sure, side, polarity):
