@@ -25,7 +25,8 @@ FAINT_FIELD = 7  # ... its faint fields: faint ink this many pixels across every
 CAP = 1.3  # a merged region is at most this many times the median digit-sized piece tall
 MAX_PIECES = 400  # ink pieces considered per frame, the biggest first
 PIECES_FOR_TYPICAL = 9  # the writing's typical piece: the median of this many with most ink
-INK_OF_FEW_DIGITS = 3.0  # a solid piece with this many typical pieces' ink is a blob
+INK_OF_FEW_DIGITS = 3.0  # a solid piece with this many typical pieces' ink is a blob ...
+BLOB_OF_WRITING = 4.0  # ... unless it is more than this many times as tall (a digit alone)
 SOLID = 0.5  # a region whose ink covers this much of its box ...
 BLOB = 1.5  # ... and this many times the writing's height both ways is a shadow, not a digit
 
@@ -340,8 +341,10 @@ def writing_height(pieces: list[Piece]) -> float:
     hold more strong ink than all the digits together.
     """
     ranked = sorted(pieces, key=lambda c: -c.strong_area)
-    typical = median([c.strong_area for c in ranked[:PIECES_FOR_TYPICAL]]) if ranked else 0
-    ranked = [c for c in ranked if not _is_solid_blob(c, typical)] or ranked
+    top = ranked[:PIECES_FOR_TYPICAL]
+    if top:
+        ink, tall = median([c.strong_area for c in top]), median([c.h for c in top])
+        ranked = [c for c in ranked if not _is_solid_blob(c, ink, tall)] or ranked
     half, total, heights = 0.5 * sum(c.strong_area for c in ranked), 0, []
     for c in ranked:
         heights.append(c.h)
@@ -351,12 +354,15 @@ def writing_height(pieces: list[Piece]) -> float:
     return float(median(heights)) if heights else 0.0
 
 
-def _is_solid_blob(piece: Piece, typical: float) -> bool:
-    """Solid and holding the strong ink of several typical pieces: a shadow, a smudge, a
-    marker's underline. (A 1 is solid too, but holds less ink than most digits; a marker's
-    digit leaves half its box paper.)"""
+def _is_solid_blob(piece: Piece, typical_ink: float, typical_height: float) -> bool:
+    """Solid, holding the strong ink of several typical pieces, and of their size (at most a
+    few times as tall): a shadow, a smudge, a marker's underline among digits. A 1 is solid
+    too, but holds less ink than most digits; a big digit alone among specks or the remnants
+    of a grid is far taller than they are."""
     return (
-        piece.area >= SOLID * piece.w * piece.h and piece.strong_area >= INK_OF_FEW_DIGITS * typical
+        piece.area >= SOLID * piece.w * piece.h
+        and piece.strong_area >= INK_OF_FEW_DIGITS * typical_ink
+        and piece.h <= BLOB_OF_WRITING * typical_height
     )
 
 
