@@ -48,6 +48,9 @@ __all__ = ["find_digit_crops", "reading_order", "to_gray", "to_mnist_28x28"]
 # the gaps between digits and between lines stay open, small enough to be cheap.
 WRITING_HEIGHT = 32
 LINE_LENGTH = 3.0  # a straight run this many times the writing's height is a line, not a digit
+# Writing less tall than this (frame pixels) is never turned: a pixel of a digit's bottom is
+# a tenth of its height, too coarse to tell the direction of its line.
+MIN_TURN_HEIGHT = 16
 
 
 def page_at_writing_scale(gray: np.ndarray) -> tuple[InkPage, list[Piece], float]:
@@ -172,7 +175,9 @@ def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
     regions = digit_regions(pieces, height)
     if back is None:
         # Perhaps writing photographed askew: its lines drift into each other.
-        angle = writing_angle([b for b, _ in regions], height)
+        angle = None
+        if height / page.scale >= MIN_TURN_HEIGHT:
+            angle = writing_angle([b for b, _ in regions], height)
         if angle is not None and abs(angle) >= MIN_SKEW:
             # Only the writing's part of the frame, turned (see upright).
             writing = [page.frame_box(c[:4]) for c in pieces if 0.5 * height <= c.h <= 2 * height]
