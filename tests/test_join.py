@@ -7,13 +7,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from mnist_edge.runtime.classifier import DigitClassifier
 from mnist_edge.runtime.digits import recognize
 from mnist_edge.runtime.join import choose_join, join_options
 from mnist_edge.runtime.preprocess import find_digit_candidates
 from mnist_edge.runtime.regions import Piece
 from tests.synthetic import scaled_ink
-from tests.test_page_rules import classifier, paper_with, sure  # noqa: F401  (fixtures)
+from tests.test_page_rules import classifier, counting, paper_with, sure  # noqa: F401  (fixtures)
 
 
 def broken_in_two(ink: np.ndarray) -> np.ndarray | None:
@@ -76,15 +75,7 @@ def test_digits_written_close_stay_two(mnist, classifier, sure):  # noqa: F811
     assert pairs >= 30 and joined == 0, f"{joined} of {pairs} close pairs read as one digit"
 
 
-def test_joined_reading_shares_the_frame_s_one_predict(mnist, int8_model, sure):  # noqa: F811
-    calls = []
-
-    class Counting(DigitClassifier):
-        def predict(self, images):
-            calls.append(len(images))
-            return super().predict(images)
-
-    counting = Counting(int8_model)
+def test_joined_reading_shares_the_frame_s_one_predict(mnist, counting, sure):  # noqa: F811
     for i in sure[4]:
         broken = broken_in_two(scaled_ink(mnist.x_test[i], 100))
         if broken is None:
@@ -95,7 +86,7 @@ def test_joined_reading_shares_the_frame_s_one_predict(mnist, int8_model, sure):
     else:
         raise AssertionError("no 4 came apart into a pair offered for joining")
     recognize(paper_with([(broken, 250, 150)]), counting)
-    assert calls == [3], calls  # the two regions and the two joined, in one call
+    assert counting.calls == [3], counting.calls  # the two regions and the two joined, in one call
 
 
 def _piece(x: int, y: int, w: int, h: int) -> Piece:

@@ -70,16 +70,25 @@ def test_touching_digits_become_two(mnist, classifier, sure):
     assert right >= 0.6 * pairs, f"{right} of {pairs} touching pairs read as their two digits"
 
 
-def test_split_candidates_share_the_frame_s_one_predict(mnist, int8_model):
+class CountingClassifier(DigitClassifier):
+    """The int8 classifier, noting the batch size of every predict call in `calls`."""
+
+    def __init__(self, model) -> None:
+        super().__init__(model)
+        self.calls: list[int] = []
+
+    def predict(self, images):
+        self.calls.append(len(images))
+        return super().predict(images)
+
+
+@pytest.fixture
+def counting(int8_model) -> CountingClassifier:
+    return CountingClassifier(int8_model)
+
+
+def test_split_candidates_share_the_frame_s_one_predict(mnist, counting):
     """The whole region and its cut parts go through one batched call, never a second."""
-    calls = []
-
-    class Counting(DigitClassifier):
-        def predict(self, images):
-            calls.append(len(images))
-            return super().predict(images)
-
-    counting = Counting(int8_model)
     rng = np.random.default_rng(1)
     zero, eight = (int(np.flatnonzero(mnist.y_test == d)[0]) for d in (0, 8))
     frame, _ = camera_frame_with_boxes(
@@ -90,7 +99,7 @@ def test_split_candidates_share_the_frame_s_one_predict(mnist, int8_model):
     assert box[2] >= 1.2 * box[3]
     recognize(frame, counting)
     # Read whole and as 2 parts (and 3 when wide enough) in the one call.
-    assert len(calls) == 1 and calls[0] >= 3, calls
+    assert len(counting.calls) == 1 and counting.calls[0] >= 3, counting.calls
 
 
 def test_contour_valley_is_a_candidate_cut():
