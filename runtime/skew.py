@@ -17,6 +17,7 @@ import math
 import cv2
 import numpy as np
 
+from mnist_edge.runtime.page import rect_kernel
 from mnist_edge.runtime.reading_order import median
 
 MIN_SKEW = 3.0  # degrees: less is handled by the line search's own tolerance
@@ -162,25 +163,33 @@ def upright(
 
 def _fill_with_paper(turned: np.ndarray, inside: np.ndarray) -> None:
     """What the turn brought in from outside the frame, filled with the brightness of the
-    paper next to it, in place. One grey for all of it would be darker than a white page (and
-    read as ink along the page's new edges) or lighter than a shaded one; replicated edges
-    would draw streaks of ink. The paper: the frame's brightness averaged over a wide window,
-    the outside left out (a normalized blur, on an eighth-size copy)."""
+    paper along the frame's edge next to it, in place. One grey for all of it is darker than a
+    white page or lighter than a shaded one, and an average of the frame nearby is darker than
+    its paper (its ink is in it): either is read as ink along the page's new edges.
+    Replicated edges would draw streaks of ink. The paper near the edge is the brightest the
+    frame is within a few ink strokes (a max filter), carried outwards step by step; all on
+    an eighth-size copy, smoothed."""
     outside = inside < 255
     if not outside.any():
         return
-    turned[outside] = 0  # left out of the averages below
-    inside = np.where(outside, 0, 255).astype(np.uint8)
     h, w = turned.shape
     size = (max(1, w // 8), max(1, h // 8))
-    weight = cv2.resize(inside, size, interpolation=cv2.INTER_AREA).astype(np.float32)
-    light = cv2.resize(turned, size, interpolation=cv2.INTER_AREA).astype(np.float32) * 255.0
-    k = max(3, (max(size) // 8) | 1)
-    weight, light = cv2.blur(weight, (k, k)), cv2.blur(light, (k, k))
-    fallback = float(np.median(turned[~outside])) if (~outside).any() else 255.0
-    paper = np.where(weight > 1.0, light / np.maximum(weight, 1.0), fallback)
-    paper = cv2.resize(paper.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    turned[outside] = np.clip(paper[outside], 0, 255).astype(np.uint8)
+    # An eighth-size pixel counts only when all of it is inside the frame (0: not known).
+    small = cv2.resize(turned, size, interpolation=cv2.INTER_AREA)
+    small[cv2.resize(inside, size, interpolation=cv2.INTER_AREA) < 255] = 0
+    small = np.maximum(small, 1, where=small > 0, out=small)  # 0 stays "not known"
+    paper = cv2.dilate(small, rect_kernel(5, 5))
+    paper[small == 0] = 0
+    for _ in range(max(size)):
+        unknown = paper == 0
+        if not unknown.any():
+            break
+        grown = cv2.dilate(paper, rect_kernel(3, 3))
+        paper[unknown] = grown[unknown]
+    if (paper == 0).any():  # no pixel of the frame at all
+        paper[paper == 0] = 255
+    paper = cv2.resize(cv2.blur(paper, (5, 5)), (w, h), interpolation=cv2.INTER_LINEAR)
+    turned[outside] = paper[outside]
 
 
 def box_back(box: tuple[int, int, int, int], back: np.ndarray, shape: tuple[int, int]) -> tuple:
