@@ -164,7 +164,7 @@ def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
         angle = line_angle(ink_masks(page)[0])
         if angle is not None and abs(angle) >= MIN_SKEW:
             grid = max(grids, key=lambda c: c.area)
-            turned, turn_back = upright(gray, angle, page.frame_box(grid[:4]))
+            turned, turn_back = upright(gray, angle, [page.frame_box(grid[:4])])
             level = page_at_writing_scale(turned)
             # Kept when the grid came apart into writing: a big digit alone (a 4, a 7) has
             # long straight strokes too, and stays as it was.
@@ -181,7 +181,7 @@ def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
         if angle is not None and abs(angle) >= MIN_SKEW:
             # Only the writing's part of the frame, turned (see upright).
             writing = [page.frame_box(c[:4]) for c in pieces if 0.5 * height <= c.h <= 2 * height]
-            turned, turn_back = upright(gray, angle, boxes=writing, margin=height / page.scale)
+            turned, turn_back = upright(gray, angle, writing, margin=height / page.scale)
             level = page_at_writing_scale(turned)
             if _is_writing(level[1], level[2]):
                 (page, pieces, height), back = level, turn_back
@@ -189,33 +189,21 @@ def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
     heights = line_heights([b for b, _ in regions])
     options = split_options(regions, heights)
     joins = join_options(regions, heights)
+
+    def read_as(box, parts, line: float, clip_x: bool = False):
+        """(the box in the frame's pixels, the 28x28 crop) of a region of the work copy."""
+        ink = at_line_height(digit_ink(page, parts, box, clip_x=clip_x), box[3], line)
+        frame_box = page.frame_box(box)
+        if back is not None:
+            frame_box = box_back(frame_box, back, gray.shape)
+        return frame_box, to_mnist_28x28(ink)
+
     out = []
     for i, (box, parts) in enumerate(regions):
         line = heights[i]
-        crop = to_mnist_28x28(at_line_height(digit_ink(page, parts, box), box[3], line))
-        joined = None
-        if i in joins:
-            b, p = joins[i]
-            ink = at_line_height(digit_ink(page, p, b), b[3], line)
-            joined = (page.frame_box(b), to_mnist_28x28(ink))
-        splits = [
-            [
-                (
-                    page.frame_box(b),
-                    to_mnist_28x28(at_line_height(digit_ink(page, p, b, clip_x=True), b[3], line)),
-                )
-                for b, p in cut
-            ]
-            for cut in options.get(i, [])
-        ]
-        if back is not None:
-            splits = [[(box_back(b, back, gray.shape), c) for b, c in cut] for cut in splits]
-            frame_box = box_back(page.frame_box(box), back, gray.shape)
-            if joined is not None:
-                joined = (box_back(joined[0], back, gray.shape), joined[1])
-        else:
-            frame_box = page.frame_box(box)
-        out.append(Candidate(frame_box, crop, splits, joined))
+        splits = [[read_as(b, p, line, clip_x=True) for b, p in cut] for cut in options.get(i, [])]
+        joined = read_as(*joins[i], line) if i in joins else None
+        out.append(Candidate(*read_as(box, parts, line), splits, joined))
     return out
 
 

@@ -196,7 +196,7 @@ def _merge_pieces(boxes: list[tuple[int, ...]], cap: float) -> list[list[int]]:
     top = [b[1] for b in boxes]
     bottom = [b[1] + b[3] for b in boxes]
     for i, j in sorted(pairs):
-        ri, rj = _root(parent, i), _root(parent, j)
+        ri, rj = root_of(parent, i), root_of(parent, j)
         if ri == rj or max(bottom[ri], bottom[rj]) - min(top[ri], top[rj]) > cap:
             continue
         keep, gone = min(ri, rj), max(ri, rj)
@@ -204,7 +204,7 @@ def _merge_pieces(boxes: list[tuple[int, ...]], cap: float) -> list[list[int]]:
         top[keep], bottom[keep] = min(top[ri], top[rj]), max(bottom[ri], bottom[rj])
     groups: dict[int, list[int]] = {}
     for i in range(n):
-        groups.setdefault(_root(parent, i), []).append(i)
+        groups.setdefault(root_of(parent, i), []).append(i)
     return list(groups.values())
 
 
@@ -271,7 +271,8 @@ def _attach_small_pieces(
     return regions
 
 
-def _root(parent: list[int], i: int) -> int:
+def root_of(parent: list[int], i: int) -> int:
+    """The root of `i` in a union-find forest (`parent[k]` is k's parent), paths halved."""
     while parent[i] != i:
         parent[i] = parent[parent[i]]
         i = parent[i]

@@ -19,6 +19,7 @@ import numpy as np
 
 from mnist_edge.runtime.page import rect_kernel
 from mnist_edge.runtime.reading_order import median
+from mnist_edge.runtime.regions import root_of
 
 MIN_SKEW = 3.0  # degrees: less is handled by the line search's own tolerance
 MAX_WRITING_SKEW = 30.0  # degrees: a neighbour further up or down is in another line
@@ -82,26 +83,19 @@ def writing_angle(boxes: list[tuple[int, int, int, int]], height: float) -> floa
     # through a whole line of digits is steadier. Links far off the common direction (to a
     # digit of the next line) do not chain.
     line_of = list(range(len(centres)))
-
-    def root(k: int) -> int:
-        while line_of[k] != k:
-            line_of[k] = line_of[line_of[k]]
-            k = line_of[k]
-        return k
-
     for i, j, direction in links:
         if abs(direction - middle) <= 10.0:
-            line_of[root(j)] = root(i)
+            line_of[root_of(line_of, j)] = root_of(line_of, i)
     members: dict[int, list[int]] = {}
     for k in range(len(centres)):
-        members.setdefault(root(k), []).append(k)
+        members.setdefault(root_of(line_of, k), []).append(k)
     fitted, drift = [], 0.0
     for line in members.values():
         if len(line) >= 3:
             # Through the bottoms (digits of a line sit on it, whatever their heights), by
             # the median of the slopes between pairs: one digit off the line does not tip it.
             xs = [centres[k][0] for k in line]
-            ys = [centres[k][1] + centres[k][2] / 2 for k in line]
+            ys = [bottoms[k] for k in line]
             rise = median([
                 (ys[b] - ys[a]) / (xs[b] - xs[a])
                 for a in range(len(line)) for b in range(a + 1, len(line)) if xs[b] > xs[a]
@@ -116,19 +110,17 @@ def writing_angle(boxes: list[tuple[int, int, int, int]], height: float) -> floa
 def upright(
     gray: np.ndarray,
     angle: float,
-    region: tuple[int, int, int, int] | None = None,
     boxes: list[tuple[int, int, int, int]] | None = None,
     margin: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The frame turned by `angle` degrees (lines at that angle become level), what the turn
     brings in from outside the frame filled with paper, and the affine map from it back to the
-    frame. With `region` (a box of the frame: the grid), only what the turned region covers,
-    and a little around it: the rest of the page (a desk, the page's edge) would otherwise set
-    the writing's scale. With `boxes` (of the frame: the pieces of tilted writing), only the box
-    around them turned, and a little around it (at least `margin` pixels): the box around
-    tilted writing, turned, would also take in the corners beside it, where a desk along the
-    frame's border would no longer lie along the border (where it is known not to be
-    writing)."""
+    frame. With `boxes` (of the frame: a grid, or the pieces of tilted writing), only the box
+    around them once turned, and a little around it (at least `margin` pixels): the rest of
+    the page (a desk, the page's edge) would otherwise set the writing's scale, and the box
+    around tilted writing, turned, would also take in the corners beside it, where a desk
+    along the frame's border would no longer lie along the border (where it is known not to
+    be writing)."""
     h, w = gray.shape
     turn = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
     c, s = abs(math.cos(math.radians(angle))), abs(math.sin(math.radians(angle)))
@@ -140,10 +132,6 @@ def upright(
             [p for x, y, bw, bh in boxes for p in ((x, y, 1), (x + bw, y, 1), (x, y + bh, 1),
                                                    (x + bw, y + bh, 1))]
         )  # fmt: skip
-    elif region is not None:
-        x, y, rw, rh = region
-        corners = np.array([[x, y, 1], [x + rw, y, 1], [x, y + rh, 1], [x + rw, y + rh, 1]])
-    if boxes or region is not None:
         points = corners @ turn.T
         low, high = points.min(axis=0), points.max(axis=0)
         margin = max(margin, 0.05 * float(max(high - low)))
@@ -174,10 +162,10 @@ def _fill_with_paper(turned: np.ndarray, inside: np.ndarray) -> None:
         return
     h, w = turned.shape
     size = (max(1, w // 8), max(1, h // 8))
-    # An eighth-size pixel counts only when all of it is inside the frame (0: not known).
-    small = cv2.resize(turned, size, interpolation=cv2.INTER_AREA)
+    # An eighth-size pixel counts only when all of it is inside the frame; 0 is "not known"
+    # (a black pixel of the frame counts as 1).
+    small = np.maximum(cv2.resize(turned, size, interpolation=cv2.INTER_AREA), 1)
     small[cv2.resize(inside, size, interpolation=cv2.INTER_AREA) < 255] = 0
-    small = np.maximum(small, 1, where=small > 0, out=small)  # 0 stays "not known"
     paper = cv2.dilate(small, rect_kernel(5, 5))
     paper[small == 0] = 0
     for _ in range(max(size)):
