@@ -29,6 +29,8 @@ INK_OF_FEW_DIGITS = 3.0  # a solid piece with this many typical pieces' ink is a
 BLOB_OF_WRITING = 4.0  # ... unless it is more than this many times as tall (a digit alone)
 SOLID = 0.5  # a region whose ink covers this much of its box ...
 BLOB = 1.5  # ... and this many times the writing's height both ways is a shadow, not a digit
+TICK_WIDTH = 0.35  # a region this narrow for its height ...
+TICK_HEIGHT = 0.5  # ... and under this share of its line's typical digit is a tick, not a 1
 
 
 class Piece(NamedTuple):
@@ -404,11 +406,15 @@ def digit_regions(
         heights = [boxes[i][3] for i in line]
         typical = median([h for h in heights if h >= 0.3 * writing] or heights)
         least = (0.2 if max(heights) >= 0.7 * writing else 0.3) * writing
+        # A mark alone in its line (above or below the others' band) has no neighbours to be
+        # small against: it is judged against the writing.
+        reference = typical if len(line) > 1 else writing
         kept += [
             regions[i]
             for i in line
             if boxes[i][3] >= max(0.4 * typical, least)
             and not _is_dash(boxes[i], height)
+            and not _is_tick(boxes[i], reference)
             and not _is_blob(regions[i], height)
         ]
     return kept
@@ -421,6 +427,13 @@ def _is_blob(region: tuple[tuple[int, int, int, int], list[Piece]], height: floa
     return (
         bool(height) and min(w, h) >= BLOB * height and sum(c.area for c in pieces) >= SOLID * w * h
     )
+
+
+def _is_tick(box: tuple[int, int, int, int], typical: float) -> bool:
+    """Narrow and under half as tall as its line's digits: a tick, a comma, an apostrophe,
+    the stub of a line by the page's edge. A 1 is written as tall as its neighbours; a small
+    digit that is a digit (a small 0) is not this narrow."""
+    return box[2] <= TICK_WIDTH * box[3] and box[3] < TICK_HEIGHT * typical
 
 
 def _is_dash(box: tuple[int, int, int, int], height: float) -> bool:

@@ -292,6 +292,34 @@ def test_touching_pair_with_a_long_tail_is_read_as_two_too(mnist, classifier, su
     assert offered >= 7, f"{offered} of 8 pairs offered as two"
 
 
+def tick(height: int, rng: np.random.Generator) -> np.ndarray:
+    """A short pen stroke, nearly upright: a tick, an apostrophe, a stray mark."""
+    ink = np.zeros((height + 8, 14), np.float32)
+    top, bottom = (int(rng.integers(5, 9)), 4), (int(rng.integers(5, 9)), height + 3)
+    cv2.line(ink, top, bottom, 1.0, int(rng.integers(3, 5)), cv2.LINE_AA)
+    return cv2.GaussianBlur(ink, (0, 0), 0.8)
+
+
+def test_tick_beside_a_number_is_not_a_one(mnist, classifier, sure):
+    """A short upright mark in a line of digits (under half their height) is not read as a
+    1; the number's own 1s, as tall as their neighbours, still are."""
+    rng = np.random.default_rng(12)
+    for trial in range(6):
+        labels = [1] + [int(d) for d in rng.integers(0, 10, 3)]
+        rng.shuffle(labels)
+        inks = [scaled_ink(mnist.x_test[int(rng.choice(sure[d]))], 90) for d in labels]
+        mark = tick(int(rng.integers(26, 36)), rng)  # 0.3-0.4 of the digits' height
+        at = int(rng.integers(0, len(inks) + 1))  # before, between or after the digits
+        inks.insert(at, mark)
+        items, x = [], 60
+        for ink in inks:
+            low = ink is mark  # a tick sits anywhere along the line's height
+            items.append((ink, x, 150 + (int(rng.integers(0, 90 - ink.shape[0])) if low else 0)))
+            x += ink.shape[1] + 35
+        text = recognize(paper_with(items, size=(480, 720), seed=trial), classifier).text
+        assert text == "".join(map(str, labels)), f"trial {trial}: {text}"
+
+
 def test_shadow_edge_is_not_a_digit(mnist, classifier, sure):
     rng = np.random.default_rng(6)
     h, w = 480, 640
