@@ -23,6 +23,7 @@ STRONG_INK = 0.2  # ... and a region needs some pixels this dark (or Otsu's leve
 WEAK_SHARE = 0.5  # a piece with less strong ink than this share of its pixels loses ...
 FAINT_FIELD = 7  # ... its faint fields: faint ink this many pixels across every way
 CAP = 1.3  # a merged region is at most this many times the median digit-sized piece tall
+ROW_GAP = 0.1  # digits in a column are at least this share of their height apart
 MAX_PIECES = 400  # ink pieces considered per frame, the biggest first
 PIECES_FOR_TYPICAL = 9  # the writing's typical piece: the median of this many with most ink
 INK_OF_FEW_DIGITS = 3.0  # a solid piece with this many typical pieces' ink is a blob ...
@@ -154,9 +155,10 @@ def _digit_height_cap(boxes: list[tuple[int, ...]], height: float) -> float:
     Digit-sized: at least 0.7 times the writing's `height` (or half the tallest piece when
     that is not known): the parts of a digit cut by a ruled line are not digit-sized. Only
     known for a number (digit-sized pieces side by side in at least three columns, in one
-    line of writing); merging pieces never makes a region taller than that, so digits of two
-    lines are not joined through a stray piece between them. One digit alone has no such
-    limit: its pieces, stacked, may be all there is.
+    line of writing, or one under another in three rows, in one column); merging pieces
+    never makes a region taller than that, so digits of two lines are not joined through a
+    stray piece between them. One digit alone has no such limit: its pieces, stacked, may be
+    all there is.
     """
     least = 0.7 * height if height else 0.5 * max((b[3] for b in boxes), default=0)
     big = [b for b in boxes if b[3] >= least]
@@ -170,6 +172,18 @@ def _digit_height_cap(boxes: list[tuple[int, ...]], height: float) -> float:
             if x >= end - 0.25 * w:
                 count += 1
             end = max(end, x + w)
+        columns = max(columns, count)
+    # A column of digits (a list, a sum written downwards): digit-sized pieces one under
+    # another in three rows or more, each a clear gap below the last (the pieces of a digit
+    # broken by a fine pen almost touch), are no one digit either. The columns are the lines
+    # of the boxes turned on their side.
+    across = [(y, x, h, w) for x, y, w, h in big]
+    for column in text_lines(across):
+        count, end = 0, -math.inf
+        for y, _, h, _ in (across[i] for i in column):
+            if y >= end + ROW_GAP * h:
+                count += 1
+            end = max(end, y + h)
         columns = max(columns, count)
     return CAP * float(median([b[3] for b in big])) if columns >= 3 else math.inf
 

@@ -208,6 +208,21 @@ def test_digit_height_limit_is_found_on_pages_whose_lines_do_not_line_up():
     assert _digit_height_cap(boxes[:2], 45.0) == float("inf")
 
 
+def test_column_of_digits_written_downwards_reads_digit_by_digit(mnist, classifier, sure):
+    """Digits one under another, close (a list, a sum): a column of three or more rows sets
+    how tall one digit can be, as a line of three does, so they are not merged into one."""
+    rng = np.random.default_rng(13)
+    for trial in range(5):
+        labels = [int(d) for d in rng.integers(0, 10, 5)]
+        items, y = [], 20
+        for d in labels:
+            ink = scaled_ink(mnist.x_test[int(rng.choice(sure[d]))], 70)
+            items.append((ink, 300 + int(rng.integers(-8, 9)), y))
+            y += ink.shape[0] + int(rng.integers(10, 14))  # 0.15-0.2 of a digit apart
+        text = recognize(paper_with(items, size=(480, 640), seed=trial), classifier).text
+        assert text == "".join(map(str, labels)), f"trial {trial}: {text}"
+
+
 def test_small_zero_beside_tall_sevens_stays(mnist, classifier, sure):
     rng = np.random.default_rng(5)
     for trial in range(5):
