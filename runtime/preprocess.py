@@ -51,6 +51,10 @@ LINE_LENGTH = 3.0  # a straight run this many times the writing's height is a li
 # Writing less tall than this (frame pixels) is never turned: a pixel of a digit's bottom is
 # a tenth of its height, too coarse to tell the direction of its line.
 MIN_TURN_HEIGHT = 16
+# A hole this share of its piece's box is a cell. A sudoku's 81 cells are each about 1 % of
+# the grid's box less its lines, and half that of the box of a grid photographed at 20-45
+# degrees; a speck of paper left inside a thick stroke is far smaller.
+CELL_SHARE = 0.003
 
 
 def page_at_writing_scale(gray: np.ndarray) -> tuple[InkPage, list[Piece], float]:
@@ -113,11 +117,11 @@ def _is_grid(piece: Piece, shape: tuple[int, int]) -> bool:
 
 
 def _cells(piece: Piece) -> int:
-    """The holes in a piece at least 1 % of its box: the cells of a grid or a table."""
+    """The holes in a piece at least CELL_SHARE of its box: the cells of a grid or a table."""
     contours, hierarchy = cv2.findContours(piece.mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     if hierarchy is None:
         return 0
-    least = 0.01 * piece.w * piece.h
+    least = CELL_SHARE * piece.w * piece.h
     inner = [c for c, h in zip(contours, hierarchy[0], strict=True) if h[3] >= 0]
     return sum(cv2.contourArea(c) >= least for c in inner)
 

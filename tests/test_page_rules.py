@@ -182,6 +182,37 @@ def test_drawn_grid_reads_cell_by_cell(mnist, classifier, sure, angle):
         assert digits_right(result.text, want) >= len(want) - 1, (result.text, want)
 
 
+@pytest.mark.parametrize("angle", [0.0, 25.0], ids=["level", "askew-25-degrees"])
+def test_sudoku_reads_cell_by_cell(mnist, classifier, sure, angle):
+    """A 9x9 sudoku drawn with a marker (every third line bolder), a digit in a third of its
+    cells: its 81 cells are each about 1 % of the grid's box, and well under that of the box
+    of the grid photographed askew, yet they are cells."""
+    rng = np.random.default_rng(14)
+    cell, left, top, size = 80, 90, 90, (900, 900)
+    items, want = [], ""
+    for r in range(9):
+        for c in range(9):
+            if rng.random() < 0.33:
+                d = int(rng.integers(1, 10))
+                ink = scaled_ink(mnist.x_test[int(rng.choice(sure[d]))], int(rng.integers(40, 52)))
+                x = left + c * cell + (cell - ink.shape[1]) // 2 + int(rng.integers(-5, 6))
+                y = top + r * cell + (cell - ink.shape[0]) // 2 + int(rng.integers(-5, 6))
+                items.append((ink, x, y))
+                want += str(d)
+    grid = np.zeros(size, np.float32)
+    for k in range(10):
+        a, b, thick = left + k * cell, top + k * cell, 7 if k % 3 == 0 else 4
+        cv2.line(grid, (left, b), (left + 9 * cell, b + int(rng.integers(-4, 5))), 1.0, thick)
+        cv2.line(grid, (a, top), (a + int(rng.integers(-4, 5)), top + 9 * cell), 1.0, thick)
+    items.append((grid, 0, 0))
+    page = paper_with(items, size=size)
+    if angle:
+        turn = cv2.getRotationMatrix2D((450, 450), angle, 0.85)
+        page = cv2.warpAffine(page, turn, size, borderValue=215)
+    result = recognize(page, classifier)
+    assert digits_right(result.text, want) >= len(want) - 2, (result.text, want)
+
+
 def test_page_of_ten_rows_of_small_digits_reads_row_by_row(mnist, classifier, sure):
     rng = np.random.default_rng(4)
     rows, want = [], ""
