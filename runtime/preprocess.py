@@ -15,6 +15,8 @@ A blank frame gives no digits.
 
 from __future__ import annotations
 
+import math
+from statistics import median
 from typing import NamedTuple
 
 import cv2
@@ -55,6 +57,10 @@ MIN_TURN_HEIGHT = 16
 # the grid's box less its lines, and half that of the box of a grid photographed at 20-45
 # degrees; a speck of paper left inside a thick stroke is far smaller.
 CELL_SHARE = 0.003
+TABLE_LEAST = 0.15  # a table is at least this share of the page's shorter side across ...
+TABLE_CELLS = 0.3  # ... and its cells cover at least this share of its box
+CELL_WRITING = 0.6  # the digits in a table's cells are at most this share of a cell tall
+LINE_ASPECT = 8.0  # a piece this many times as long as it is thick is a line's stretch
 
 
 def page_at_writing_scale(gray: np.ndarray) -> tuple[InkPage, list[Piece], float]:
@@ -68,15 +74,24 @@ def page_at_writing_scale(gray: np.ndarray) -> tuple[InkPage, list[Piece], float
     writing's height are lines, removed (keeping the strokes that cross them).
     """
     page = ink_page(gray)
-    ink = ink_pieces(page)
-    ink = without_grid(page, ink)
+    ink, grid_lines, cell = without_grid(page, ink_pieces(page))
     height = writing_height(ink.pieces)
+    if cell and grid_lines is None:
+        # A table whose digits are too small here to be found in its cells: they are smaller
+        # than the cells, whatever the grid's own lines say of the writing's height.
+        height = min(height or math.inf, CELL_WRITING * cell)
     if page.scale < 1 and 0 < height < WRITING_HEIGHT:
         scale = min(1.0, page.scale * WRITING_HEIGHT / height, MAX_WORK_SIDE / max(gray.shape))
         if scale > 1.25 * page.scale:
+            ratio = scale / page.scale
             page = ink_page(gray, scale=scale, light=page.light)
             page.min_side = min(page.min_side, 0.25 * WRITING_HEIGHT)
-            ink = without_grid(page, ink_pieces(page))
+            if grid_lines:
+                # The grid found at the first look, at this scale: measured against the
+                # closer look's page it may be a little under half of it, and stay.
+                ink = ink_pieces(page, line_length=grid_lines * ratio)
+            else:
+                ink, _, _ = without_grid(page, ink_pieces(page))
             height = writing_height(ink.pieces)
     # Ink longer than a few digits are tall: lines (a grid, a box, an underline) to take out;
     # known only where there is writing to compare with (three digit-sized pieces or more).
@@ -87,28 +102,41 @@ def page_at_writing_scale(gray: np.ndarray) -> tuple[InkPage, list[Piece], float
     return page, ink.pieces, height
 
 
-def without_grid(page: InkPage, ink: Ink) -> Ink:
-    """The ink without the long lines of a grid that holds all the writing together.
+def without_grid(page: InkPage, ink: Ink) -> tuple[Ink, float | None, float]:
+    """The ink without the long lines of a grid that holds all the writing together; the
+    length of the lines taken out (None when none were); the median height of a table's
+    cells (0 when there is no table).
 
     Squared paper or a drawn grid joins the digits and itself into one sparse piece as large
-    as the page, so the writing's height cannot be measured. Lines a third of the page's
-    shorter side long are taken out on trial, and kept out if what is left is writing: at
-    least three pieces of its height, at most a third of the grid's size. A big digit's own
-    long strokes (a 4 or a 7 filling the frame) leave a piece or two, or nothing.
+    as the page, so the writing's height cannot be measured. A table or a sudoku may be
+    smaller than the page, but has cells. Lines a third of the page's shorter side long (or
+    two thirds of the smaller table's side) are taken out on trial, and kept out if what is
+    left is writing: at least three pieces of its height, at most a third of the grid's size.
+    A big digit's own long strokes (a 4 or a 7 filling the frame) leave a piece or two, or
+    nothing; it has two holes at most.
     """
     h, w = page.work.shape
     length = min(h, w) / 3
-    grids = [
-        c for c in ink.everything if max(c.w, c.h) >= 1.5 * length and c.area < 0.35 * c.w * c.h
-    ]
-    if not grids:
-        return ink
+    grids = [c for c in ink.everything if _is_grid(c, (h, w))]
+    tables = [c for c in ink.everything if not _is_grid(c, (h, w)) and _is_table(c, (h, w))]
+    ruled = _parallel_lines(ink.everything, (h, w))
+    if not grids and not tables and not ruled:
+        return ink, None, 0.0
+    longest = max([max(c.w, c.h) for c in grids + tables] + [ruled])
+    length = min(length, longest / 1.5)
+    cell = float(median([_cell_height(c) for c in tables])) if tables else 0.0
+    if grids or tables:
+        # A grid photographed askew is turned level whole (find_digit_candidates): taken
+        # out here line by line, what the line finder cannot follow would stay behind.
+        biggest = max(grids + tables, key=lambda c: c.area)
+        angle = line_angle(ink_masks(page)[0], min(biggest.w, biggest.h) // 3)
+        if angle is not None and abs(angle) >= MIN_SKEW:
+            return ink, None, cell
     trial = ink_pieces(page, line_length=length)
     height = writing_height(trial.pieces)
-    longest = max(max(c.w, c.h) for c in grids)
     if 0 < height <= longest / LINE_LENGTH and _is_writing(trial.pieces, height):
-        return trial
-    return ink
+        return trial, length, cell
+    return ink, None, cell
 
 
 def _is_grid(piece: Piece, shape: tuple[int, int]) -> bool:
@@ -116,14 +144,47 @@ def _is_grid(piece: Piece, shape: tuple[int, int]) -> bool:
     return max(piece.w, piece.h) >= 0.5 * min(shape) and piece.area < 0.35 * piece.w * piece.h
 
 
-def _cells(piece: Piece) -> int:
+def _is_table(piece: Piece, shape: tuple[int, int]) -> bool:
+    """A few digits across at least, with four cells or more that cover much of it: a table,
+    a sudoku, a row of boxes, of any size in the page. (Small in the first look, its lines
+    and the digits in its cells may cover most of its box.)"""
+    if max(piece.w, piece.h) < TABLE_LEAST * min(shape) or piece.area >= 0.8 * piece.w * piece.h:
+        return False
+    # Mostly cells: a few loops of digits run together, or the specks in a dark edge, are
+    # holes too, but small against their piece.
+    cells = _holes(piece)
+    return len(cells) >= 4 and sum(map(cv2.contourArea, cells)) >= TABLE_CELLS * piece.w * piece.h
+
+
+def _parallel_lines(pieces: list[Piece], shape: tuple[int, int]) -> float:
+    """The length of three or more thin straight pieces of about one length, a few digits
+    long at least: the lines of a table that the paper's line finder took half of (0 when
+    there are none). Three 1s of a number are that too, but taking them out leaves no
+    writing, and the trial is not kept."""
+    least = TABLE_LEAST * min(shape)
+    lengths = [
+        max(c.w, c.h) for c in pieces if max(c.w, c.h) >= max(least, LINE_ASPECT * min(c.w, c.h))
+    ]
+    if len(lengths) < 3:
+        return 0.0
+    typical = float(median(lengths))
+    alike = [n for n in lengths if 0.75 * typical <= n <= 1.25 * typical]
+    return typical if len(alike) >= 3 else 0.0
+
+
+def _holes(piece: Piece) -> list[np.ndarray]:
     """The holes in a piece at least CELL_SHARE of its box: the cells of a grid or a table."""
     contours, hierarchy = cv2.findContours(piece.mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     if hierarchy is None:
-        return 0
+        return []
     least = CELL_SHARE * piece.w * piece.h
     inner = [c for c, h in zip(contours, hierarchy[0], strict=True) if h[3] >= 0]
-    return sum(cv2.contourArea(c) >= least for c in inner)
+    return [c for c in inner if cv2.contourArea(c) >= least]
+
+
+def _cell_height(piece: Piece) -> float:
+    """The median height of a table's cells."""
+    return float(median([cv2.boundingRect(c)[3] for c in _holes(piece)] or [0]))
 
 
 def _is_writing(pieces: list[Piece], height: float) -> bool:
@@ -162,18 +223,20 @@ def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
     page, pieces, height = page_at_writing_scale(gray)
     back = None
     # A grid still there, whole, with cells (a big digit has a hole or two at most).
-    grids = [c for c in pieces if _is_grid(c, page.work.shape) and _cells(c) >= 4]
+    grids = [c for c in pieces if _is_table(c, page.work.shape)]
     if grids:
-        # Perhaps a page photographed askew.
-        angle = line_angle(ink_masks(page)[0])
+        # Perhaps a page photographed askew: the direction of lines as long as a third of the
+        # biggest grid's side (a small table's lines are shorter than a third of the page).
+        grid = max(grids, key=lambda c: c.area)
+        angle = line_angle(ink_masks(page)[0], min(grid.w, grid.h) // 3)
         if angle is not None and abs(angle) >= MIN_SKEW:
-            grid = max(grids, key=lambda c: c.area)
             turned, turn_back = upright(gray, angle, [page.frame_box(grid[:4])])
             level = page_at_writing_scale(turned)
             # Kept when the grid came apart into writing: a big digit alone (a 4, a 7) has
             # long straight strokes too, and stays as it was.
-            if not any(_is_grid(c, level[0].work.shape) for c in level[1]) and _is_writing(
-                level[1], level[2]
+            shape = level[0].work.shape
+            if not any(_is_grid(c, shape) or _is_table(c, shape) for c in level[1]) and (
+                _is_writing(level[1], level[2])
             ):
                 (page, pieces, height), back = level, turn_back
     regions = digit_regions(pieces, height)

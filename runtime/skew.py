@@ -27,12 +27,15 @@ NEIGHBOUR_REACH = 3.0  # a digit's neighbour is at most this many digit heights 
 DRIFT = 0.35  # a line of writing must rise or fall this many digit heights to be turned
 
 
-def line_angle(weak: np.ndarray) -> float | None:
-    """The median direction (degrees, in -45..45) of the long straight lines in a 0/1 mask,
-    None when there are fewer than four such lines."""
+def line_angle(weak: np.ndarray, min_length: int | None = None) -> float | None:
+    """The median direction (degrees, in -45..45) of the straight lines in a 0/1 mask at
+    least `min_length` long (default: a third of its shorter side), None when there are
+    fewer than four such lines."""
     h, w = weak.shape
+    if min_length is None:
+        min_length = min(h, w) // 3
     segments = cv2.HoughLinesP(
-        weak * 255, 1, np.pi / 180, threshold=40, minLineLength=min(h, w) // 3, maxLineGap=3
+        weak * 255, 1, np.pi / 180, threshold=40, minLineLength=min_length, maxLineGap=3
     )
     if segments is None or len(segments) < 4:
         return None

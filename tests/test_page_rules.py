@@ -182,35 +182,58 @@ def test_drawn_grid_reads_cell_by_cell(mnist, classifier, sure, angle):
         assert digits_right(result.text, want) >= len(want) - 1, (result.text, want)
 
 
-@pytest.mark.parametrize("angle", [0.0, 25.0], ids=["level", "askew-25-degrees"])
-def test_sudoku_reads_cell_by_cell(mnist, classifier, sure, angle):
-    """A 9x9 sudoku drawn with a marker (every third line bolder), a digit in a third of its
-    cells: its 81 cells are each about 1 % of the grid's box, and well under that of the box
-    of the grid photographed askew, yet they are cells."""
-    rng = np.random.default_rng(14)
-    cell, left, top, size = 80, 90, 90, (900, 900)
+def sudoku_page(mnist, sure, rng, size, side, angle):
+    """A 9x9 sudoku `side` pixels across drawn with a marker (every third line bolder) at a
+    random place on a page of `size`, a digit in about a third of its cells, turned by
+    `angle` degrees about the page's centre: (frame, the digits row by row)."""
+    h, w = size
+    cell = side // 9
+    left, top = int(rng.integers(20, w - side - 20)), int(rng.integers(20, h - side - 20))
     items, want = [], ""
     for r in range(9):
         for c in range(9):
             if rng.random() < 0.33:
                 d = int(rng.integers(1, 10))
-                ink = scaled_ink(mnist.x_test[int(rng.choice(sure[d]))], int(rng.integers(40, 52)))
-                x = left + c * cell + (cell - ink.shape[1]) // 2 + int(rng.integers(-5, 6))
-                y = top + r * cell + (cell - ink.shape[0]) // 2 + int(rng.integers(-5, 6))
+                tall = int(cell * rng.uniform(0.55, 0.65))
+                ink = scaled_ink(mnist.x_test[int(rng.choice(sure[d]))], tall)
+                x = left + c * cell + (cell - ink.shape[1]) // 2 + int(rng.integers(-3, 4))
+                y = top + r * cell + (cell - ink.shape[0]) // 2 + int(rng.integers(-3, 4))
                 items.append((ink, x, y))
                 want += str(d)
     grid = np.zeros(size, np.float32)
+    thin = max(3, cell // 20)
     for k in range(10):
-        a, b, thick = left + k * cell, top + k * cell, 7 if k % 3 == 0 else 4
-        cv2.line(grid, (left, b), (left + 9 * cell, b + int(rng.integers(-4, 5))), 1.0, thick)
-        cv2.line(grid, (a, top), (a + int(rng.integers(-4, 5)), top + 9 * cell), 1.0, thick)
+        a, b, thick = left + k * cell, top + k * cell, 2 * thin if k % 3 == 0 else thin
+        cv2.line(grid, (left, b), (left + 9 * cell, b + int(rng.integers(-3, 4))), 1.0, thick)
+        cv2.line(grid, (a, top), (a + int(rng.integers(-3, 4)), top + 9 * cell), 1.0, thick)
     items.append((grid, 0, 0))
-    page = paper_with(items, size=size)
+    page = paper_with(items, size=size, seed=int(rng.integers(100)))
     if angle:
-        turn = cv2.getRotationMatrix2D((450, 450), angle, 0.85)
-        page = cv2.warpAffine(page, turn, size, borderValue=215)
+        turn = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        page = cv2.warpAffine(page, turn, (w, h), borderValue=215)
+    return page, want
+
+
+@pytest.mark.parametrize("angle", [0.0, 25.0], ids=["level", "askew-25-degrees"])
+def test_sudoku_reads_cell_by_cell(mnist, classifier, sure, angle):
+    """A sudoku filling the photo: its 81 cells are each about 1 % of the grid's box, and
+    well under that of the box of the grid photographed askew, yet they are cells."""
+    rng = np.random.default_rng(14)
+    page, want = sudoku_page(mnist, sure, rng, (900, 900), 720, angle)
     result = recognize(page, classifier)
     assert digits_right(result.text, want) >= len(want) - 2, (result.text, want)
+
+
+@pytest.mark.parametrize("angle", [0.0, 12.0], ids=["level", "askew-12-degrees"])
+def test_small_sudoku_in_a_big_photo_reads_cell_by_cell(mnist, classifier, sure, angle):
+    """A sudoku filling under half of a 1600x1200 photo (taken from further away, or on a
+    page of other things): found by its cells, not by running across the page; its digits,
+    too small to be found at the first look, are looked for at the cells' scale."""
+    rng = np.random.default_rng(15)
+    for trial in range(2):
+        page, want = sudoku_page(mnist, sure, rng, (1200, 1600), 540, angle)
+        result = recognize(page, classifier)
+        assert digits_right(result.text, want) >= len(want) - 2, (trial, result.text, want)
 
 
 def test_page_of_ten_rows_of_small_digits_reads_row_by_row(mnist, classifier, sure):
