@@ -338,3 +338,55 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path
     finally:
         writer.release()
     return path
+
+
+def paper_with(items, size=(480, 640), seed=0) -> np.ndarray:
+    """A grey camera-like page with dark ink: items are (ink 0..1 float patch, x, y)."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    alpha = np.zeros((h, w), np.float32)
+    for ink, x, y in items:
+        ih, iw = ink.shape
+        np.maximum(alpha[y : y + ih, x : x + iw], ink, out=alpha[y : y + ih, x : x + iw])
+    page = 215 + rng.normal(0, 3, (h, w))
+    image = page * (1 - 0.85 * alpha) + 30 * 0.85 * alpha
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def sudoku_page(
+    digits: dict[int, list[np.ndarray]],
+    rng: np.random.Generator,
+    size: tuple[int, int],
+    side: int,
+    angle: float,
+) -> tuple[np.ndarray, str]:
+    """A 9x9 sudoku `side` pixels across drawn with a marker (every third line bolder) at a
+    random place on a page of `size`, a digit in about a third of its cells, turned by
+    `angle` degrees about the page's centre: (frame, the digits row by row). `digits`: MNIST
+    images (white on black) by label."""
+    h, w = size
+    cell = side // 9
+    left, top = int(rng.integers(20, w - side - 20)), int(rng.integers(20, h - side - 20))
+    items, want = [], ""
+    for r in range(9):
+        for c in range(9):
+            if rng.random() < 0.33:
+                d = int(rng.integers(1, 10))
+                tall = int(cell * rng.uniform(0.55, 0.65))
+                ink = scaled_ink(digits[d][int(rng.integers(len(digits[d])))], tall)
+                x = left + c * cell + (cell - ink.shape[1]) // 2 + int(rng.integers(-3, 4))
+                y = top + r * cell + (cell - ink.shape[0]) // 2 + int(rng.integers(-3, 4))
+                items.append((ink, x, y))
+                want += str(d)
+    grid = np.zeros(size, np.float32)
+    thin = max(3, cell // 20)
+    for k in range(10):
+        a, b, thick = left + k * cell, top + k * cell, 2 * thin if k % 3 == 0 else thin
+        cv2.line(grid, (left, b), (left + 9 * cell, b + int(rng.integers(-3, 4))), 1.0, thick)
+        cv2.line(grid, (a, top), (a + int(rng.integers(-3, 4)), top + 9 * cell), 1.0, thick)
+    items.append((grid, 0, 0))
+    page = paper_with(items, size=size, seed=int(rng.integers(100)))
+    if angle:
+        turn = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        page = cv2.warpAffine(page, turn, (w, h), borderValue=215)
+    return page, want

@@ -23,7 +23,7 @@ from tests.real_photos_report import (
     score,
     usps_sample,
 )
-from tests.synthetic import camera_frame_with_boxes, scaled_ink
+from tests.synthetic import camera_frame_with_boxes, paper_with, scaled_ink, sudoku_page
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +43,8 @@ def sure(mnist, classifier) -> dict[int, list[int]]:
     return picks
 
 
-def paper_with(items, size=(480, 640), seed=0) -> np.ndarray:
-    """A grey camera-like page with dark ink: items are (ink 0..1 float patch, x, y)."""
-    rng = np.random.default_rng(seed)
-    h, w = size
-    alpha = np.zeros((h, w), np.float32)
-    for ink, x, y in items:
-        ih, iw = ink.shape
-        np.maximum(alpha[y : y + ih, x : x + iw], ink, out=alpha[y : y + ih, x : x + iw])
-    page = 215 + rng.normal(0, 3, (h, w))
-    image = page * (1 - 0.85 * alpha) + 30 * 0.85 * alpha
-    return np.clip(image, 0, 255).astype(np.uint8)
+def sure_images(mnist, sure) -> dict[int, list[np.ndarray]]:
+    return {d: [mnist.x_test[i] for i in picks] for d, picks in sure.items()}
 
 
 def test_touching_digits_become_two(mnist, classifier, sure):
@@ -182,44 +173,12 @@ def test_drawn_grid_reads_cell_by_cell(mnist, classifier, sure, angle):
         assert digits_right(result.text, want) >= len(want) - 1, (result.text, want)
 
 
-def sudoku_page(mnist, sure, rng, size, side, angle):
-    """A 9x9 sudoku `side` pixels across drawn with a marker (every third line bolder) at a
-    random place on a page of `size`, a digit in about a third of its cells, turned by
-    `angle` degrees about the page's centre: (frame, the digits row by row)."""
-    h, w = size
-    cell = side // 9
-    left, top = int(rng.integers(20, w - side - 20)), int(rng.integers(20, h - side - 20))
-    items, want = [], ""
-    for r in range(9):
-        for c in range(9):
-            if rng.random() < 0.33:
-                d = int(rng.integers(1, 10))
-                tall = int(cell * rng.uniform(0.55, 0.65))
-                ink = scaled_ink(mnist.x_test[int(rng.choice(sure[d]))], tall)
-                x = left + c * cell + (cell - ink.shape[1]) // 2 + int(rng.integers(-3, 4))
-                y = top + r * cell + (cell - ink.shape[0]) // 2 + int(rng.integers(-3, 4))
-                items.append((ink, x, y))
-                want += str(d)
-    grid = np.zeros(size, np.float32)
-    thin = max(3, cell // 20)
-    for k in range(10):
-        a, b, thick = left + k * cell, top + k * cell, 2 * thin if k % 3 == 0 else thin
-        cv2.line(grid, (left, b), (left + 9 * cell, b + int(rng.integers(-3, 4))), 1.0, thick)
-        cv2.line(grid, (a, top), (a + int(rng.integers(-3, 4)), top + 9 * cell), 1.0, thick)
-    items.append((grid, 0, 0))
-    page = paper_with(items, size=size, seed=int(rng.integers(100)))
-    if angle:
-        turn = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
-        page = cv2.warpAffine(page, turn, (w, h), borderValue=215)
-    return page, want
-
-
 @pytest.mark.parametrize("angle", [0.0, 25.0], ids=["level", "askew-25-degrees"])
 def test_sudoku_reads_cell_by_cell(mnist, classifier, sure, angle):
     """A sudoku filling the photo: its 81 cells are each about 1 % of the grid's box, and
     well under that of the box of the grid photographed askew, yet they are cells."""
     rng = np.random.default_rng(14)
-    page, want = sudoku_page(mnist, sure, rng, (900, 900), 720, angle)
+    page, want = sudoku_page(sure_images(mnist, sure), rng, (900, 900), 720, angle)
     result = recognize(page, classifier)
     assert digits_right(result.text, want) >= len(want) - 2, (result.text, want)
 
@@ -231,7 +190,7 @@ def test_small_sudoku_in_a_big_photo_reads_cell_by_cell(mnist, classifier, sure,
     too small to be found at the first look, are looked for at the cells' scale."""
     rng = np.random.default_rng(15)
     for trial in range(2):
-        page, want = sudoku_page(mnist, sure, rng, (1200, 1600), 540, angle)
+        page, want = sudoku_page(sure_images(mnist, sure), rng, (1200, 1600), 540, angle)
         result = recognize(page, classifier)
         assert digits_right(result.text, want) >= len(want) - 2, (trial, result.text, want)
 

@@ -1,0 +1,65 @@
+"""Sudokus of every size in the photo, level and askew, as a Markdown table.
+
+    MNIST_DATA_DIR=../shared/data/mnist python -m tests.tables_report [--model PATH] [--seeds 4]
+
+A 9x9 sudoku drawn with a marker (tests/synthetic.py's `sudoku_page`: every third line bolder,
+MNIST test digits the model reads right alone in about a third of its cells, 0.55-0.65 of a
+cell tall) filling a share of
+a 1600x1200 photo's height, at a random place, level or turned. The real photos' sudokus
+fill their frames; a sudoku photographed from further away, or on a page of other things,
+does not. Per size and angle: photos read exactly right and digits right (edit distance).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+import numpy as np
+
+from mnist_edge.runtime.classifier import DigitClassifier
+from mnist_edge.runtime.digits import recognize
+from mnist_edge.trainer.data import load_mnist
+from tests.real_photos_report import digits_right
+from tests.synthetic import sudoku_page
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARES = (0.45, 0.5, 0.7, 0.9)  # of the photo's height; under ~0.4 its digits are specks
+ANGLES = (0.0, 12.0)
+SIZE = (1200, 1600)
+
+
+@click.command()
+@click.option("--model", default=str(REPO_ROOT / "models" / "mnist_int8.tflite"), show_default=True)
+@click.option("--seeds", default=4, show_default=True, help="sudokus per size and angle")
+def main(model: str, seeds: int) -> None:
+    mnist = load_mnist(os.environ.get("MNIST_DATA_DIR"))
+    classifier = DigitClassifier(model)
+    # Test digits the model reads right fed directly: what is left is the cost of finding them.
+    x, y = mnist.x_test[:3000], mnist.y_test[:3000]
+    right_alone = classifier.predict(x / 255.0).argmax(axis=1) == y
+    digits = {d: list(x[(y == d) & right_alone]) for d in range(10)}
+    click.echo(f"Model {Path(model).name}; {seeds} sudokus per row, {SIZE[1]}x{SIZE[0]} photos.\n")
+    click.echo("| sudoku's side / photo's height | turned | exactly right | digits right |")
+    click.echo("| ---: | ---: | ---: | ---: |")
+    exact_all = right_all = total_all = 0
+    for share in SHARES:
+        for angle in ANGLES:
+            exact = right = total = 0
+            for seed in range(seeds):
+                rng = np.random.default_rng(seed)
+                page, want = sudoku_page(digits, rng, SIZE, int(share * SIZE[0]), angle)
+                text = recognize(page, classifier).text
+                exact += text == want
+                right += digits_right(text, want)
+                total += len(want)
+            exact_all, right_all, total_all = (exact_all + exact, right_all + right,
+                                               total_all + total)  # fmt: skip
+            click.echo(f"| {share:.2f} | {angle:.0f}° | {exact} of {seeds} | {right / total:.1%} |")
+    n = seeds * len(SHARES) * len(ANGLES)
+    click.echo(f"| all | | {exact_all} of {n} | {right_all / total_all:.1%} ({total_all}) |")
+
+
+if __name__ == "__main__":
+    main()
