@@ -57,7 +57,7 @@ MIN_TURN_HEIGHT = 16
 # the grid's box less its lines, and half that of the box of a grid photographed at 20-45
 # degrees; a speck of paper left inside a thick stroke is far smaller.
 CELL_SHARE = 0.003
-TABLE_LEAST = 0.15  # a table is at least this share of the page's shorter side across ...
+TABLE_LEAST = 0.3  # a table is at least this share of the page's shorter side across ...
 TABLE_CELLS = 0.3  # ... and its cells cover at least this share of its box
 CELL_WRITING = 0.6  # the digits in a table's cells are at most this share of a cell tall
 LINE_ASPECT = 8.0  # a piece this many times as long as it is thick is a line's stretch
