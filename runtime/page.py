@@ -180,6 +180,7 @@ class InkPage:
         self.masks: tuple | None = None  # weak ink, strong ink, ruled lines (regions.ink_masks)
         # Smaller ink than this (work pixels, both ways) is a speck.
         self.min_side = max(3.0, 0.02 * min(work.shape))
+        self.speck = self.min_side  # ... and what is smaller than this both ways is junk
 
     def frame_box(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         """A work-copy box (x, y, w, h) in frame pixels."""

@@ -57,6 +57,7 @@ MIN_TURN_HEIGHT = 16
 # the grid's box less its lines, and half that of the box of a grid photographed at 20-45
 # degrees; a speck of paper left inside a thick stroke is far smaller.
 CELL_SHARE = 0.003
+FINE_FIRST_LOOK = 0.25  # a first look smaller than this against the frame sees down to 3 px
 TABLE_LEAST = 0.3  # a table is at least this share of the page's shorter side across ...
 TABLE_CELLS = 0.3  # ... and its cells cover at least this share of its box
 CELL_WRITING = 0.6  # the digits in a table's cells are at most this share of a cell tall
@@ -74,6 +75,10 @@ def page_at_writing_scale(gray: np.ndarray) -> tuple[InkPage, list[Piece], float
     writing's height are lines, removed (keeping the strokes that cross them).
     """
     page = ink_page(gray)
+    if page.scale < FINE_FIRST_LOOK:
+        # A big photo: small writing in it (a page of digits under 2 % of its side) is 3-5
+        # pixels tall in the first look, under its usual speck size, and would not be seen.
+        page.min_side = page.speck = 3.0
     ink, grid_lines, cell = without_grid(page, ink_pieces(page))
     height = writing_height(ink.pieces)
     if cell and grid_lines is None:
@@ -86,6 +91,8 @@ def page_at_writing_scale(gray: np.ndarray) -> tuple[InkPage, list[Piece], float
             ratio = scale / page.scale
             page = ink_page(gray, scale=scale, light=page.light)
             page.min_side = min(page.min_side, 0.25 * WRITING_HEIGHT)
+            # Specks are judged against the writing expected here, not the page's side.
+            page.speck = min(page.speck, 0.5 * height * ratio)
             if grid_lines:
                 # The grid found at the first look, at this scale: measured against the
                 # closer look's page it may be a little under half of it, and stay.

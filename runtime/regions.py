@@ -123,11 +123,12 @@ def _alone(boxes: list[tuple[int, int, int, int]]) -> list[bool]:
     return alone
 
 
-def _is_junk(piece: Piece, shape: tuple[int, int]) -> bool:
-    """A speck, a ruled/grid line, or what hugs the frame's border (page edge, desk)."""
+def _is_junk(piece: Piece, shape: tuple[int, int], speck: float) -> bool:
+    """A speck (under `speck` both ways), a ruled/grid line, or what hugs the frame's border
+    (page edge, desk)."""
     h, w = shape
     x, y, bw, bh, area, mask, _ = piece
-    if area < 6 or max(bw, bh) < max(3, 0.02 * min(h, w)):
+    if area < 6 or max(bw, bh) < speck:
         return True
     if (bw > 6 * bh and bw > 0.1 * w) or (bh > 12 * bw and bh > 0.97 * h):
         return True
@@ -346,7 +347,7 @@ def ink_pieces(page: InkPage, line_length: float | None = None) -> Ink:
             if cv2.countNonZero(c.mask & near[c.y : c.y + c.h, c.x : c.x + c.w]) < 0.5 * c.area
         ]
     # Plain Python from here: a handful of pieces, where numpy's per-call cost dominates.
-    return Ink([c for c in comps if not _is_junk(c, (h, w))], comps, not_lines)
+    return Ink([c for c in comps if not _is_junk(c, (h, w), page.speck)], comps, not_lines)
 
 
 def writing_height(pieces: list[Piece]) -> float:

@@ -207,6 +207,21 @@ def test_page_of_ten_rows_of_small_digits_reads_row_by_row(mnist, classifier, su
     assert digits_right(text, want) >= 0.95 * len(want), f"read {text}"
 
 
+def test_small_writing_in_a_big_photo_is_read(mnist, classifier, sure):
+    """Ten rows of digits 1.6 % as tall as a 3000x2250 photo (a page of small handwriting
+    photographed whole): 3-4 pixels in the first look, where they were taken for specks, and
+    under 2 % of the page's side in the closer one, where they were taken for specks again."""
+    rng = np.random.default_rng(16)
+    rows, want = [], ""
+    for _ in range(10):
+        labels = rng.integers(0, 10, 10)
+        rows.append([mnist.x_test[int(rng.choice(sure[int(d)]))] for d in labels])
+        want += "".join(str(int(d)) for d in labels)
+    frame, _ = camera_frame_with_boxes(rows, rng, size=(2250, 3000), height_frac=0.016, gap=0.5)
+    text = recognize(frame, classifier).text
+    assert digits_right(text, want) >= 0.95 * len(want), f"read {text}"
+
+
 def test_digit_height_limit_is_found_on_pages_whose_lines_do_not_line_up():
     """Three lines of four digits, each line starting further right (a page narrowing into
     the distance): all the digits together overlap everywhere in x, but each line has four
