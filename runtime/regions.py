@@ -30,6 +30,10 @@ INK_OF_FEW_DIGITS = 3.0  # a solid piece with this many typical pieces' ink is a
 BLOB_OF_WRITING = 4.0  # ... unless it is more than this many times as tall (a digit alone)
 SOLID = 0.5  # a region whose ink covers this much of its box ...
 BLOB = 1.5  # ... and this many times the writing's height both ways is a shadow, not a digit
+BRIDGE_WIDTH = 0.3  # a stroke this thin for its length, from one removed line to another ...
+BOXED = 0.3  # a piece holding another this tall (against it) in a hole is a box around it
+FRAME_BAND = 0.15  # ... as is one with FRAME_INK of its ink within this share of its edges
+FRAME_INK = 0.85
 TICK_WIDTH = 0.35  # a region this narrow for its height ...
 TICK_HEIGHT = 0.5  # ... and under this share of its line's typical digit is a tick, not a 1
 
@@ -347,7 +351,78 @@ def ink_pieces(page: InkPage, line_length: float | None = None) -> Ink:
             if cv2.countNonZero(c.mask & near[c.y : c.y + c.h, c.x : c.x + c.w]) < 0.5 * c.area
         ]
     # Plain Python from here: a handful of pieces, where numpy's per-call cost dominates.
-    return Ink([c for c in comps if not _is_junk(c, (h, w), page.speck)], comps, not_lines)
+    kept = [c for c in comps if not _is_junk(c, (h, w), page.speck)]
+    if not_lines is not None:
+        # A box's sides, once its top and bottom are taken out, stand between them like 1s.
+        near = cv2.dilate(1 - not_lines, rect_kernel(5, 5))
+        kept = [c for c in kept if not _is_bridge(c, near)]
+    kept = _without_boxes(kept)
+    return Ink(kept, comps, not_lines)
+
+
+def _is_bridge(piece: Piece, near_lines: np.ndarray) -> bool:
+    """A thin straight stroke from one removed line to another (both its ends on them): a
+    box's side, a table's rule between two of its lines, not a 1."""
+    x, y, w, h = piece[:4]
+    if min(w, h) > BRIDGE_WIDTH * max(w, h):
+        return False
+    near = near_lines[y : y + h, x : x + w]
+    if h >= w:  # upright: its top and bottom rows
+        ends = (piece.mask[0] & near[0]).any(), (piece.mask[-1] & near[-1]).any()
+    else:
+        ends = (piece.mask[:, 0] & near[:, 0]).any(), (piece.mask[:, -1] & near[:, -1]).any()
+    return all(ends)
+
+
+def _without_boxes(pieces: list[Piece]) -> list[Piece]:
+    """The pieces less the frames drawn around digits: a piece that holds another, of a
+    digit's size against it (BOXED), inside one of its holes is a box around a number (the
+    loop of a 0 or a 6 holds nothing that big)."""
+    if len(pieces) < 2:
+        return pieces
+    if len(pieces) <= 16:  # a frame of a few digits: plain Python is cheaper than numpy
+        held = [
+            [a.x < c.x and a.y < c.y and c.x + c.w < a.x + a.w and c.y + c.h < a.y + a.h
+             and c.h >= BOXED * a.h for c in pieces]
+            for a in pieces
+        ]  # fmt: skip
+        boxes = {i for i, row in enumerate(held) if any(row)}
+        boxes = {i for i in boxes if _holds_in_a_hole(pieces, i, np.array(held[i]))}
+        return [c for i, c in enumerate(pieces) if i not in boxes] if boxes else pieces
+    b = np.array([c[:4] for c in pieces])
+    x, y, x2, y2, h = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3], b[:, 3]
+    # holds[i, j]: piece j's box lies strictly inside piece i's, and j is a digit against i.
+    holds = (
+        (x[None, :] > x[:, None]) & (y[None, :] > y[:, None])
+        & (x2[None, :] < x2[:, None]) & (y2[None, :] < y2[:, None])
+        & (h[None, :] >= BOXED * h[:, None])
+    )  # fmt: skip
+    boxes = {i for i in np.flatnonzero(holds.any(axis=1)) if _holds_in_a_hole(pieces, i, holds[i])}
+    return [c for i, c in enumerate(pieces) if i not in boxes] if boxes else pieces
+
+
+def _hugs_its_box(piece: Piece) -> bool:
+    """Nearly all its ink along the edges of its box: a rectangle drawn around something."""
+    band = max(2, round(FRAME_BAND * min(piece.w, piece.h)))
+    middle = piece.mask[band:-band, band:-band]
+    return cv2.countNonZero(middle) <= (1 - FRAME_INK) * piece.area if middle.size else False
+
+
+def _holds_in_a_hole(pieces: list[Piece], i: int, inside: np.ndarray) -> bool:
+    piece = pieces[i]
+    if _hugs_its_box(piece):
+        return True  # a frame whose outline a pixel's gap left open
+    contours, hierarchy = cv2.findContours(piece.mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return False
+    holes = [cv2.boundingRect(c) for c, k in zip(contours, hierarchy[0], strict=True) if k[3] >= 0]
+    for j in np.flatnonzero(inside):
+        c = pieces[j]
+        cx, cy = c.x - piece.x, c.y - piece.y
+        for hx, hy, hw, hh in holes:
+            if hx <= cx and hy <= cy and cx + c.w <= hx + hw and cy + c.h <= hy + hh:
+                return True
+    return False
 
 
 def writing_height(pieces: list[Piece]) -> float:

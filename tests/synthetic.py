@@ -390,3 +390,37 @@ def sudoku_page(
         turn = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
         page = cv2.warpAffine(page, turn, (w, h), borderValue=215)
     return page, want
+
+
+def boxes_page(
+    digits: dict[int, list[np.ndarray]],
+    rng: np.random.Generator,
+    size: tuple[int, int],
+    cell: int,
+    apart: int,
+    angle: float,
+    count: int = 6,
+) -> tuple[np.ndarray, str]:
+    """A row of `count` square boxes `cell` pixels across (a form, a postcode), side by side
+    or `apart` pixels apart, a digit in each, at a random place on a page of `size`, turned
+    by `angle` degrees: (frame, the digits left to right). `digits`: MNIST images by label."""
+    h, w = size
+    span = count * cell + (count - 1) * apart
+    left, top = int(rng.integers(20, w - span - 20)), int(rng.integers(20, h - cell - 20))
+    frames = np.zeros(size, np.float32)
+    thick = int(rng.integers(2, 5))
+    items, want, x = [], "", left
+    for _ in range(count):
+        d = int(rng.integers(10))
+        tall = int(cell * rng.uniform(0.55, 0.7))
+        ink = scaled_ink(digits[d][int(rng.integers(len(digits[d])))], tall)
+        items.append((ink, x + (cell - ink.shape[1]) // 2, top + (cell - ink.shape[0]) // 2))
+        want += str(d)
+        cv2.rectangle(frames, (x, top), (x + cell, top + cell), 1.0, thick)
+        x += cell + apart
+    items.append((frames, 0, 0))
+    page = paper_with(items, size=size, seed=int(rng.integers(100)))
+    if angle:
+        turn = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        page = cv2.warpAffine(page, turn, (w, h), borderValue=215)
+    return page, want

@@ -195,6 +195,29 @@ def test_small_sudoku_in_a_big_photo_reads_cell_by_cell(mnist, classifier, sure,
         assert digits_right(result.text, want) >= len(want) - 2, (trial, result.text, want)
 
 
+@pytest.mark.parametrize("apart", [0, 12], ids=["a-row-of-boxes", "boxes-apart"])
+def test_digits_in_boxes_read_box_by_box(mnist, classifier, sure, apart):
+    """A digit in each box of a row (a form, a postcode), the boxes side by side or apart:
+    once a row's top and bottom lines are out, its boxes' sides stand between the digits
+    like 1s; a box apart from the others is a frame around its digit, read as a 0 or an 8."""
+    rng = np.random.default_rng(17)
+    for trial in range(3):
+        cell, thick = int(rng.integers(60, 120)), int(rng.integers(2, 5))
+        items, want, x, top = [], "", 60, 150
+        frames = np.zeros((480, 900), np.float32)
+        for _ in range(6):
+            d = int(rng.integers(10))
+            tall = int(cell * rng.uniform(0.55, 0.7))
+            ink = scaled_ink(mnist.x_test[int(rng.choice(sure[d]))], tall)
+            items.append((ink, x + (cell - ink.shape[1]) // 2, top + (cell - ink.shape[0]) // 2))
+            want += str(d)
+            cv2.rectangle(frames, (x, top), (x + cell, top + cell), 1.0, thick)
+            x += cell + apart
+        items.append((frames, 0, 0))
+        text = recognize(paper_with(items, size=(480, 900), seed=trial), classifier).text
+        assert digits_right(text, want) >= len(want) - 1, (trial, text, want)
+
+
 def test_page_of_ten_rows_of_small_digits_reads_row_by_row(mnist, classifier, sure):
     rng = np.random.default_rng(4)
     rows, want = [], ""
