@@ -12,7 +12,7 @@ are each read surely, and a pair of sure digits is never joined.
 
 from __future__ import annotations
 
-from mnist_edge.runtime.regions import Piece
+from mnist_edge.runtime.pieces import Piece
 
 Box = tuple[int, int, int, int]
 

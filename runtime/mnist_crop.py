@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from mnist_edge.runtime.page import MIN_INK, InkPage, rect_kernel, relative_ink
-from mnist_edge.runtime.regions import Piece
+from mnist_edge.runtime.pieces import Piece
 
 MNIST_BOX = 20  # MNIST digits fit a 20x20 box inside the 28x28 image
 MNIST_SIDE = 28

@@ -177,7 +177,7 @@ class InkPage:
         self.ink8 = relative_ink(work, paper)
         self.not_lines: np.ndarray | None = None  # 0 on ruled lines (set by digit_regions)
         self.light = False  # the frame was light ink on dark, inverted into `gray`
-        self.masks: tuple | None = None  # weak ink, strong ink, ruled lines (regions.ink_masks)
+        self.masks: tuple | None = None  # weak ink, strong ink, ruled lines (pieces.ink_masks)
         # Smaller ink than this (work pixels, both ways) is a speck.
         self.min_side = max(3.0, 0.02 * min(work.shape))
         self.speck = self.min_side  # ... and what is smaller than this both ways is junk

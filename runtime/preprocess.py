@@ -8,7 +8,8 @@ in its own module:
 1. the page (`page.py`): grey, polarity, a work copy, the paper, the ink; a small MNIST-like
    image is passed through;
 2. lines (`lines.py`): ruled and squared paper's lines, but not the strokes they cross;
-3. regions (`regions.py`): ink pieces, junk dropped, pieces of one digit merged, reading order;
+3. pieces and regions (`pieces.py`, `regions.py`): ink pieces, junk dropped, the pieces of
+   one digit merged, reading order;
 4. the MNIST crop (`mnist_crop.py`): each digit's own graded ink in MNIST's 28x28 layout.
 A blank frame gives no digits.
 """
@@ -32,15 +33,9 @@ from mnist_edge.runtime.page import (
     tight_crop_ink,
     to_gray,
 )
+from mnist_edge.runtime.pieces import Ink, Piece, ink_masks, ink_pieces, writing_height
 from mnist_edge.runtime.reading_order import line_heights, reading_order
-from mnist_edge.runtime.regions import (
-    Ink,
-    Piece,
-    digit_regions,
-    ink_masks,
-    ink_pieces,
-    writing_height,
-)
+from mnist_edge.runtime.regions import digit_regions
 from mnist_edge.runtime.skew import MIN_SKEW, box_back, line_angle, upright, writing_angle
 from mnist_edge.runtime.split import split_options
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from mnist_edge.runtime.regions import Piece
+from mnist_edge.runtime.pieces import Piece
 
 Box = tuple[int, int, int, int]
 

@@ -9,8 +9,8 @@ import numpy as np
 
 from mnist_edge.runtime.digits import recognize
 from mnist_edge.runtime.join import choose_join, join_options
+from mnist_edge.runtime.pieces import Piece
 from mnist_edge.runtime.preprocess import find_digit_candidates
-from mnist_edge.runtime.regions import Piece
 from tests.synthetic import scaled_ink
 from tests.test_page_rules import classifier, counting, paper_with, sure  # noqa: F401  (fixtures)
 
