@@ -220,29 +220,38 @@ def _is_bridge(piece: Piece, near_lines: np.ndarray) -> bool:
 
 def _without_boxes(pieces: list[Piece]) -> list[Piece]:
     """The pieces less the frames drawn around digits: a piece that holds another, of a
-    digit's size against it (BOXED), inside one of its holes is a box around a number (the
-    loop of a 0 or a 6 holds nothing that big)."""
+    digit's size against it (BOXED), inside one of its holes, or with nearly all its ink
+    along its box's edges around it, is a box around a number (the loop of a 0 or a 6
+    holds nothing that big)."""
     if len(pieces) < 2:
         return pieces
+    # held[i][j]: piece j's box lies strictly inside piece i's, and j is a digit against i.
     if len(pieces) <= 16:  # a frame of a few digits: plain Python is cheaper than numpy
-        held = [
+        held = np.array([
             [a.x < c.x and a.y < c.y and c.x + c.w < a.x + a.w and c.y + c.h < a.y + a.h
              and c.h >= BOXED * a.h for c in pieces]
             for a in pieces
-        ]  # fmt: skip
-        boxes = {i for i, row in enumerate(held) if any(row)}
-        boxes = {i for i in boxes if _holds_in_a_hole(pieces, i, np.array(held[i]))}
-        return [c for i, c in enumerate(pieces) if i not in boxes] if boxes else pieces
-    b = np.array([c[:4] for c in pieces])
-    x, y, x2, y2, h = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3], b[:, 3]
-    # holds[i, j]: piece j's box lies strictly inside piece i's, and j is a digit against i.
-    holds = (
-        (x[None, :] > x[:, None]) & (y[None, :] > y[:, None])
-        & (x2[None, :] < x2[:, None]) & (y2[None, :] < y2[:, None])
-        & (h[None, :] >= BOXED * h[:, None])
-    )  # fmt: skip
-    boxes = {i for i in np.flatnonzero(holds.any(axis=1)) if _holds_in_a_hole(pieces, i, holds[i])}
+        ])  # fmt: skip
+    else:
+        b = np.array([c[:4] for c in pieces])
+        x, y, x2, y2, h = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3], b[:, 3]
+        held = (
+            (x[None, :] > x[:, None]) & (y[None, :] > y[:, None])
+            & (x2[None, :] < x2[:, None]) & (y2[None, :] < y2[:, None])
+            & (h[None, :] >= BOXED * h[:, None])
+        )  # fmt: skip
+    boxes = {i for i in np.flatnonzero(held.any(axis=1)) if _holds_in_a_hole(pieces, i, held[i])}
     return [c for i, c in enumerate(pieces) if i not in boxes] if boxes else pieces
+
+
+def holes(piece: Piece, least: float = 0.0) -> list[np.ndarray]:
+    """The contours of the holes in a piece at least `least` of its box's area."""
+    contours, hierarchy = cv2.findContours(piece.mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return []
+    smallest = least * piece.w * piece.h
+    inner = [c for c, k in zip(contours, hierarchy[0], strict=True) if k[3] >= 0]
+    return [c for c in inner if cv2.contourArea(c) >= smallest] if smallest else inner
 
 
 def _hugs_its_box(piece: Piece) -> bool:
@@ -256,14 +265,11 @@ def _holds_in_a_hole(pieces: list[Piece], i: int, inside: np.ndarray) -> bool:
     piece = pieces[i]
     if _hugs_its_box(piece):
         return True  # a frame whose outline a pixel's gap left open
-    contours, hierarchy = cv2.findContours(piece.mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-    if hierarchy is None:
-        return False
-    holes = [cv2.boundingRect(c) for c, k in zip(contours, hierarchy[0], strict=True) if k[3] >= 0]
+    inner = [cv2.boundingRect(c) for c in holes(piece)]
     for j in np.flatnonzero(inside):
         c = pieces[j]
         cx, cy = c.x - piece.x, c.y - piece.y
-        for hx, hy, hw, hh in holes:
+        for hx, hy, hw, hh in inner:
             if hx <= cx and hy <= cy and cx + c.w <= hx + hw and cy + c.h <= hy + hh:
                 return True
     return False

@@ -17,7 +17,6 @@ A blank frame gives no digits.
 from __future__ import annotations
 
 import math
-from statistics import median
 from typing import NamedTuple
 
 import cv2
@@ -33,8 +32,8 @@ from mnist_edge.runtime.page import (
     tight_crop_ink,
     to_gray,
 )
-from mnist_edge.runtime.pieces import Ink, Piece, ink_masks, ink_pieces, writing_height
-from mnist_edge.runtime.reading_order import line_heights, reading_order
+from mnist_edge.runtime.pieces import Ink, Piece, holes, ink_masks, ink_pieces, writing_height
+from mnist_edge.runtime.reading_order import line_heights, median, reading_order
 from mnist_edge.runtime.regions import digit_regions
 from mnist_edge.runtime.skew import MIN_SKEW, box_back, line_angle, upright, writing_angle
 from mnist_edge.runtime.split import split_options
@@ -120,13 +119,18 @@ def without_grid(page: InkPage, ink: Ink) -> tuple[Ink, float | None, float]:
     h, w = page.work.shape
     length = min(h, w) / 3
     grids = [c for c in ink.everything if _is_grid(c, (h, w))]
-    tables = [c for c in ink.everything if not _is_grid(c, (h, w)) and _is_table(c, (h, w))]
+    tables, cell_heights = [], []  # the tables, and the median height of each one's cells
+    for c in ink.everything:
+        cells = [] if _is_grid(c, (h, w)) else _table_cells(c, (h, w))
+        if cells:
+            tables.append(c)
+            cell_heights.append(median([cv2.boundingRect(k)[3] for k in cells]))
     ruled = _parallel_lines(ink.everything, (h, w))
     if not grids and not tables and not ruled:
         return ink, None, 0.0
     longest = max([max(c.w, c.h) for c in grids + tables] + [ruled])
     length = min(length, longest / 1.5)
-    cell = float(median([_cell_height(c) for c in tables])) if tables else 0.0
+    cell = float(median(cell_heights)) if cell_heights else 0.0
     if grids or tables:
         # A grid photographed askew is turned level whole (find_digit_candidates): taken
         # out here line by line, what the line finder cannot follow would stay behind.
@@ -146,16 +150,18 @@ def _is_grid(piece: Piece, shape: tuple[int, int]) -> bool:
     return max(piece.w, piece.h) >= 0.5 * min(shape) and piece.area < 0.35 * piece.w * piece.h
 
 
-def _is_table(piece: Piece, shape: tuple[int, int]) -> bool:
-    """A few digits across at least, with four cells or more that cover much of it: a table,
-    a sudoku, a row of boxes, of any size in the page. (Small in the first look, its lines
-    and the digits in its cells may cover most of its box.)"""
+def _table_cells(piece: Piece, shape: tuple[int, int]) -> list[np.ndarray]:
+    """The cells of a table, a sudoku, a row of boxes, of any size in the page ([] when the
+    piece is none): a few digits across at least, with four cells or more that cover much of
+    it. (Small in the first look, its lines and the digits in its cells may cover most of
+    its box.)"""
     if max(piece.w, piece.h) < TABLE_LEAST * min(shape) or piece.area >= 0.8 * piece.w * piece.h:
-        return False
+        return []
     # Mostly cells: a few loops of digits run together, or the specks in a dark edge, are
     # holes too, but small against their piece.
-    cells = _holes(piece)
-    return len(cells) >= 4 and sum(map(cv2.contourArea, cells)) >= TABLE_CELLS * piece.w * piece.h
+    cells = holes(piece, CELL_SHARE)
+    enough = len(cells) >= 4 and sum(map(cv2.contourArea, cells)) >= TABLE_CELLS * piece.w * piece.h
+    return cells if enough else []
 
 
 def _parallel_lines(pieces: list[Piece], shape: tuple[int, int]) -> float:
@@ -172,21 +178,6 @@ def _parallel_lines(pieces: list[Piece], shape: tuple[int, int]) -> float:
     typical = float(median(lengths))
     alike = [n for n in lengths if 0.75 * typical <= n <= 1.25 * typical]
     return typical if len(alike) >= 3 else 0.0
-
-
-def _holes(piece: Piece) -> list[np.ndarray]:
-    """The holes in a piece at least CELL_SHARE of its box: the cells of a grid or a table."""
-    contours, hierarchy = cv2.findContours(piece.mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-    if hierarchy is None:
-        return []
-    least = CELL_SHARE * piece.w * piece.h
-    inner = [c for c, h in zip(contours, hierarchy[0], strict=True) if h[3] >= 0]
-    return [c for c in inner if cv2.contourArea(c) >= least]
-
-
-def _cell_height(piece: Piece) -> float:
-    """The median height of a table's cells."""
-    return float(median([cv2.boundingRect(c)[3] for c in _holes(piece)] or [0]))
 
 
 def _is_writing(pieces: list[Piece], height: float) -> bool:
@@ -225,7 +216,7 @@ def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
     page, pieces, height = page_at_writing_scale(gray)
     back = None
     # A grid still there, whole, with cells (a big digit has a hole or two at most).
-    grids = [c for c in pieces if _is_table(c, page.work.shape)]
+    grids = [c for c in pieces if _table_cells(c, page.work.shape)]
     if grids:
         # Perhaps a page photographed askew: the direction of lines as long as a third of the
         # biggest grid's side (a small table's lines are shorter than a third of the page).
@@ -237,7 +228,7 @@ def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
             # Kept when the grid came apart into writing: a big digit alone (a 4, a 7) has
             # long straight strokes too, and stays as it was.
             shape = level[0].work.shape
-            if not any(_is_grid(c, shape) or _is_table(c, shape) for c in level[1]) and (
+            if not any(_is_grid(c, shape) or _table_cells(c, shape) for c in level[1]) and (
                 _is_writing(level[1], level[2])
             ):
                 (page, pieces, height), back = level, turn_back

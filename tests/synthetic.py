@@ -372,11 +372,8 @@ def sudoku_page(
         for c in range(9):
             if rng.random() < 0.33:
                 d = int(rng.integers(1, 10))
-                tall = int(cell * rng.uniform(0.55, 0.65))
-                ink = scaled_ink(digits[d][int(rng.integers(len(digits[d])))], tall)
-                x = left + c * cell + (cell - ink.shape[1]) // 2 + int(rng.integers(-3, 4))
-                y = top + r * cell + (cell - ink.shape[0]) // 2 + int(rng.integers(-3, 4))
-                items.append((ink, x, y))
+                items.append(_in_cell(digits, d, rng, left + c * cell, top + r * cell, cell,
+                                      (0.55, 0.65), jitter=3))  # fmt: skip
                 want += str(d)
     grid = np.zeros(size, np.float32)
     thin = max(3, cell // 20)
@@ -384,12 +381,7 @@ def sudoku_page(
         a, b, thick = left + k * cell, top + k * cell, 2 * thin if k % 3 == 0 else thin
         cv2.line(grid, (left, b), (left + 9 * cell, b + int(rng.integers(-3, 4))), 1.0, thick)
         cv2.line(grid, (a, top), (a + int(rng.integers(-3, 4)), top + 9 * cell), 1.0, thick)
-    items.append((grid, 0, 0))
-    page = paper_with(items, size=size, seed=int(rng.integers(100)))
-    if angle:
-        turn = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
-        page = cv2.warpAffine(page, turn, (w, h), borderValue=215)
-    return page, want
+    return _turned_paper(items + [(grid, 0, 0)], size, rng, angle), want
 
 
 def boxes_page(
@@ -412,15 +404,37 @@ def boxes_page(
     items, want, x = [], "", left
     for _ in range(count):
         d = int(rng.integers(10))
-        tall = int(cell * rng.uniform(0.55, 0.7))
-        ink = scaled_ink(digits[d][int(rng.integers(len(digits[d])))], tall)
-        items.append((ink, x + (cell - ink.shape[1]) // 2, top + (cell - ink.shape[0]) // 2))
+        items.append(_in_cell(digits, d, rng, x, top, cell, (0.55, 0.7)))
         want += str(d)
         cv2.rectangle(frames, (x, top), (x + cell, top + cell), 1.0, thick)
         x += cell + apart
-    items.append((frames, 0, 0))
+    return _turned_paper(items + [(frames, 0, 0)], size, rng, angle), want
+
+
+def _in_cell(
+    digits: dict[int, list[np.ndarray]],
+    d: int,
+    rng: np.random.Generator,
+    x: int,
+    y: int,
+    cell: int,
+    tall: tuple[float, float],
+    jitter: int = 0,
+) -> tuple[np.ndarray, int, int]:
+    """A random MNIST `d`, `tall` (a range) of a cell's side, in the middle of the cell whose
+    corner is (x, y), moved by up to `jitter` pixels each way: an item for paper_with."""
+    height = int(cell * rng.uniform(*tall))
+    ink = scaled_ink(digits[d][int(rng.integers(len(digits[d])))], height)
+    x += (cell - ink.shape[1]) // 2 + (int(rng.integers(-jitter, jitter + 1)) if jitter else 0)
+    y += (cell - ink.shape[0]) // 2 + (int(rng.integers(-jitter, jitter + 1)) if jitter else 0)
+    return ink, x, y
+
+
+def _turned_paper(items, size: tuple[int, int], rng: np.random.Generator, angle: float):
+    """paper_with(items), turned by `angle` degrees about its centre (paper brought in)."""
+    h, w = size
     page = paper_with(items, size=size, seed=int(rng.integers(100)))
     if angle:
         turn = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
         page = cv2.warpAffine(page, turn, (w, h), borderValue=215)
-    return page, want
+    return page

@@ -46,44 +46,47 @@ def main(model: str, seeds: int) -> None:
     click.echo(f"Model {Path(model).name}; {seeds} sudokus per row, {SIZE[1]}x{SIZE[0]} photos.\n")
     click.echo("| sudoku's side / photo's height | turned | exactly right | digits right |")
     click.echo("| ---: | ---: | ---: | ---: |")
-    exact_all = right_all = total_all = 0
+    rows = []
     for share in SHARES:
         for angle in ANGLES:
-            exact = right = total = 0
-            for seed in range(seeds):
-                rng = np.random.default_rng(seed)
-                page, want = sudoku_page(digits, rng, SIZE, int(share * SIZE[0]), angle)
-                text = recognize(page, classifier).text
-                exact += text == want
-                right += digits_right(text, want)
-                total += len(want)
-            exact_all, right_all, total_all = (exact_all + exact, right_all + right,
-                                               total_all + total)  # fmt: skip
+            pages = (
+                sudoku_page(digits, np.random.default_rng(seed), SIZE, int(share * SIZE[0]), angle)
+                for seed in range(seeds)
+            )
+            rows.append(scored(pages, classifier))
+            exact, right, total = rows[-1]
             click.echo(f"| {share:.2f} | {angle:.0f}° | {exact} of {seeds} | {right / total:.1%} |")
-    n = seeds * len(SHARES) * len(ANGLES)
-    click.echo(f"| all | | {exact_all} of {n} | {right_all / total_all:.1%} ({total_all}) |")
+    exact, right, total = map(sum, zip(*rows, strict=True))
+    click.echo(f"| all | | {exact} of {seeds * len(rows)} | {right / total:.1%} ({total}) |")
     click.echo("\n| boxes | box side | turned | exactly right | digits right |")
     click.echo("| --- | ---: | ---: | ---: | ---: |")
-    exact_all = right_all = total_all = n = 0
+    rows, photos = [], seeds + 2
     for apart in (0, 12):
         for cell in (50, 80, 120):
+            size = (720, 1280) if cell < 120 else (900, 1600)
             for angle in (0.0, 8.0):
-                exact = right = total = 0
-                for seed in range(seeds + 2):
-                    rng = np.random.default_rng(seed)
-                    size = (720, 1280) if cell < 120 else (900, 1600)
-                    page, want = boxes_page(digits, rng, size, cell, apart, angle)
-                    text = recognize(page, classifier).text
-                    exact += text == want
-                    right += digits_right(text, want)
-                    total += len(want)
-                exact_all, right_all, total_all = (exact_all + exact, right_all + right,
-                                                   total_all + total)  # fmt: skip
-                n += seeds + 2
+                pages = (
+                    boxes_page(digits, np.random.default_rng(seed), size, cell, apart, angle)
+                    for seed in range(photos)
+                )
+                rows.append(scored(pages, classifier))
+                exact, right, total = rows[-1]
                 kind = "side by side" if apart == 0 else f"{apart} px apart"
-                click.echo(f"| {kind} | {cell} px | {angle:.0f}° | {exact} of {seeds + 2} | "
+                click.echo(f"| {kind} | {cell} px | {angle:.0f}° | {exact} of {photos} | "
                            f"{right} of {total} |")  # fmt: skip
-    click.echo(f"| all | | | {exact_all} of {n} | {right_all} of {total_all} |")
+    exact, right, total = map(sum, zip(*rows, strict=True))
+    click.echo(f"| all | | | {exact} of {photos * len(rows)} | {right} of {total} |")
+
+
+def scored(pages, classifier: DigitClassifier) -> tuple[int, int, int]:
+    """(photos read exactly right, digits right, digits) over (frame, text) pairs."""
+    exact = right = total = 0
+    for page, want in pages:
+        text = recognize(page, classifier).text
+        exact += text == want
+        right += digits_right(text, want)
+        total += len(want)
+    return exact, right, total
 
 
 if __name__ == "__main__":

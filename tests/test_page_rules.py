@@ -23,7 +23,13 @@ from tests.real_photos_report import (
     score,
     usps_sample,
 )
-from tests.synthetic import camera_frame_with_boxes, paper_with, scaled_ink, sudoku_page
+from tests.synthetic import (
+    boxes_page,
+    camera_frame_with_boxes,
+    paper_with,
+    scaled_ink,
+    sudoku_page,
+)
 
 
 @pytest.fixture(scope="module")
@@ -202,45 +208,31 @@ def test_digits_in_boxes_read_box_by_box(mnist, classifier, sure, apart):
     like 1s; a box apart from the others is a frame around its digit, read as a 0 or an 8."""
     rng = np.random.default_rng(17)
     for trial in range(3):
-        cell, thick = int(rng.integers(60, 120)), int(rng.integers(2, 5))
-        items, want, x, top = [], "", 60, 150
-        frames = np.zeros((480, 900), np.float32)
-        for _ in range(6):
-            d = int(rng.integers(10))
-            tall = int(cell * rng.uniform(0.55, 0.7))
-            ink = scaled_ink(mnist.x_test[int(rng.choice(sure[d]))], tall)
-            items.append((ink, x + (cell - ink.shape[1]) // 2, top + (cell - ink.shape[0]) // 2))
-            want += str(d)
-            cv2.rectangle(frames, (x, top), (x + cell, top + cell), 1.0, thick)
-            x += cell + apart
-        items.append((frames, 0, 0))
-        text = recognize(paper_with(items, size=(480, 900), seed=trial), classifier).text
+        cell = int(rng.integers(60, 120))
+        page, want = boxes_page(sure_images(mnist, sure), rng, (480, 900), cell, apart, 0.0)
+        text = recognize(page, classifier).text
         assert digits_right(text, want) >= len(want) - 1, (trial, text, want)
 
 
-def test_page_of_ten_rows_of_small_digits_reads_row_by_row(mnist, classifier, sure):
-    rng = np.random.default_rng(4)
+@pytest.mark.parametrize(
+    "seed, size, height",
+    [(4, (2000, 1500), 0.04), (16, (2250, 3000), 0.016)],
+    ids=["ten-rows", "small-writing-in-a-big-photo"],
+)
+def test_page_of_ten_rows_of_small_digits_reads_row_by_row(
+    mnist, classifier, sure, seed, size, height
+):
+    """Ten rows of ten digits. At 1.6 % of a 3000x2250 photo's height (a page of small
+    handwriting photographed whole) they are 3-4 pixels in the first look, where they were
+    taken for specks, and under 2 % of the page's side in the closer one, where they were
+    taken for specks again."""
+    rng = np.random.default_rng(seed)
     rows, want = [], ""
     for _ in range(10):
         labels = rng.integers(0, 10, 10)
         rows.append([mnist.x_test[int(rng.choice(sure[int(d)]))] for d in labels])
         want += "".join(str(int(d)) for d in labels)
-    frame, _ = camera_frame_with_boxes(rows, rng, size=(2000, 1500), height_frac=0.04, gap=0.5)
-    text = recognize(frame, classifier).text
-    assert digits_right(text, want) >= 0.95 * len(want), f"read {text}"
-
-
-def test_small_writing_in_a_big_photo_is_read(mnist, classifier, sure):
-    """Ten rows of digits 1.6 % as tall as a 3000x2250 photo (a page of small handwriting
-    photographed whole): 3-4 pixels in the first look, where they were taken for specks, and
-    under 2 % of the page's side in the closer one, where they were taken for specks again."""
-    rng = np.random.default_rng(16)
-    rows, want = [], ""
-    for _ in range(10):
-        labels = rng.integers(0, 10, 10)
-        rows.append([mnist.x_test[int(rng.choice(sure[int(d)]))] for d in labels])
-        want += "".join(str(int(d)) for d in labels)
-    frame, _ = camera_frame_with_boxes(rows, rng, size=(2250, 3000), height_frac=0.016, gap=0.5)
+    frame, _ = camera_frame_with_boxes(rows, rng, size=size, height_frac=height, gap=0.5)
     text = recognize(frame, classifier).text
     assert digits_right(text, want) >= 0.95 * len(want), f"read {text}"
 
