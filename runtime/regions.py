@@ -12,7 +12,8 @@ from mnist_edge.runtime.pieces import SOLID, Piece
 from mnist_edge.runtime.reading_order import median, text_lines
 
 CAP = 1.3  # a merged region is at most this many times the median digit-sized piece tall
-ROW_GAP = 0.1  # digits in a column are at least this share of their height apart
+ROW_GAP = 0.1  # digits in a column are at least this share of their height apart ...
+COLUMN_OVERLAP = 0.25  # ... and share this much of the narrower one's width (a column askew)
 MAX_PIECES = 400  # ink pieces considered per frame, the biggest first
 BLOB = 1.5  # solid (pieces.SOLID) and this many times the writing's height both ways: a shadow
 TICK_WIDTH = 0.35  # a region this narrow for its height ...
@@ -43,19 +44,28 @@ def _digit_height_cap(boxes: list[tuple[int, ...]], height: float) -> float:
                 count += 1
             end = max(end, x + w)
         columns = max(columns, count)
-    # A column of digits (a list, a sum written downwards): digit-sized pieces one under
-    # another in three rows or more, each a clear gap below the last (the pieces of a digit
-    # broken by a fine pen almost touch), are no one digit either. The columns are the lines
-    # of the boxes turned on their side.
-    across = [(y, x, h, w) for x, y, w, h in big]
-    for column in text_lines(across):
-        count, end = 0, -math.inf
-        for y, _, h, _ in (across[i] for i in column):
-            if y >= end + ROW_GAP * h:
-                count += 1
-            end = max(end, y + h)
-        columns = max(columns, count)
-    return CAP * float(median([b[3] for b in big])) if columns >= 3 else math.inf
+    if columns >= 3 or _is_column(big):
+        return CAP * float(median([b[3] for b in big]))
+    return math.inf
+
+
+def _is_column(boxes: list[tuple[int, ...]]) -> bool:
+    """Three digit-sized boxes or more one under another: a column of digits (a list, a sum
+    written downwards). Each is a clear gap (ROW_GAP of its height) below the one above it,
+    so the pieces of one digit broken by a fine pen (they almost touch) are no column, and
+    shares a quarter of the narrower one's width with it (COLUMN_OVERLAP), so a column
+    photographed askew, drifting sideways from digit to digit, is still one."""
+    order = sorted(boxes, key=lambda b: b[1])
+    chain = [1] * len(order)
+    for i, (x, y, w, h) in enumerate(order):
+        for j in range(i):
+            px, py, pw, ph = order[j]
+            overlap = min(x + w, px + pw) - max(x, px)
+            if y >= py + ph + ROW_GAP * h and overlap > COLUMN_OVERLAP * min(w, pw):
+                chain[i] = max(chain[i], chain[j] + 1)
+        if chain[i] >= 3:
+            return True
+    return False
 
 
 def _merge_pieces(boxes: list[tuple[int, ...]], cap: float) -> list[list[int]]:

@@ -266,6 +266,23 @@ def test_column_of_digits_written_downwards_reads_digit_by_digit(mnist, classifi
         assert text == "".join(map(str, labels)), f"trial {trial}: {text}"
 
 
+def test_column_of_digits_photographed_askew_reads_digit_by_digit(mnist, classifier, sure):
+    """A column at about 15 degrees: each digit a third of its height to the right of the one
+    above (digits are narrower than tall, so far less than a width). Still a column: the
+    digits are not merged into one tall region."""
+    rng = np.random.default_rng(14)
+    for trial in range(5):
+        labels = [int(d) for d in rng.integers(0, 10, 5)]
+        items, x, y = [], 200, 20
+        for d in labels:
+            ink = scaled_ink(mnist.x_test[int(rng.choice(sure[d]))], 70)
+            items.append((ink, x, y))
+            x += int(rng.integers(20, 25))
+            y += ink.shape[0] + int(rng.integers(10, 14))
+        text = recognize(paper_with(items, size=(480, 640), seed=trial), classifier).text
+        assert text == "".join(map(str, labels)), f"trial {trial}: {text}"
+
+
 def test_small_zero_beside_tall_sevens_stays(mnist, classifier, sure):
     rng = np.random.default_rng(5)
     for trial in range(5):
