@@ -25,6 +25,9 @@ MIN_SKEW = 3.0  # degrees: less is handled by the line search's own tolerance
 MAX_WRITING_SKEW = 30.0  # degrees: a neighbour further up or down is in another line
 NEIGHBOUR_REACH = 3.0  # a digit's neighbour is at most this many digit heights away
 DRIFT = 0.35  # a line of writing must rise or fall this many digit heights to be turned
+# Degrees, the median step from digit to digit off the common direction: handwriting stays
+# within a few (close digits bob up and down), a scatter of digits spreads over +-30.
+LINK_SPREAD = 9.0
 
 
 def line_angle(weak: np.ndarray, min_length: int | None = None) -> float | None:
@@ -80,7 +83,7 @@ def writing_angle(boxes: list[tuple[int, int, int, int]], height: float) -> floa
         return None
     middle = median([d for _, _, d in links])
     # Most links along one direction: a line's digits sit a little up and down, not at random.
-    if median([abs(d - middle) for _, _, d in links]) > 6.0:
+    if median([abs(d - middle) for _, _, d in links]) > LINK_SPREAD:
         return None
     # One neighbour's centre a little up or down turns a link by degrees; a line fitted
     # through a whole line of digits is steadier. Links far off the common direction (to a
@@ -95,10 +98,13 @@ def writing_angle(boxes: list[tuple[int, int, int, int]], height: float) -> floa
     fitted, drift = [], 0.0
     for line in members.values():
         if len(line) >= 3:
-            # Through the bottoms (digits of a line sit on it, whatever their heights), by
-            # the median of the slopes between pairs: one digit off the line does not tip it.
+            # Through where the digits sit, by the median of the slopes between pairs: one
+            # digit off the line does not tip it. A digit sits on its bottom, whatever its
+            # height (a small 0 too), but a tail below the line (a 7's, a 9's) ends lower:
+            # a digit taller than its line's typical digit sits at its top plus that height.
             xs = [centres[k][0] for k in line]
-            ys = [bottoms[k] for k in line]
+            typical = median([centres[k][2] for k in line])
+            ys = [min(bottoms[k], centres[k][1] - centres[k][2] / 2 + typical) for k in line]
             rise = median([
                 (ys[b] - ys[a]) / (xs[b] - xs[a])
                 for a in range(len(line)) for b in range(a + 1, len(line)) if xs[b] > xs[a]

@@ -13,15 +13,28 @@ from tests.synthetic import camera_frame
 from tests.test_page_rules import classifier, sure  # noqa: F401  (fixtures)
 
 
-def _line_boxes(angle: float, count: int = 6, height: int = 40, y0: int = 200, seed: int = 0):
-    """Digit boxes along a line at `angle` degrees (image y down), a little up and down."""
+def _line_boxes(
+    angle: float,
+    count: int = 6,
+    height: int = 40,
+    y0: int = 200,
+    seed: int = 0,
+    pitch: int = 45,
+    bob: float = 2.0,
+    tails: tuple[int, ...] = (),
+):
+    """Digit boxes along a line at `angle` degrees (image y down), `bob` pixels up and down;
+    the digits numbered in `tails` reach 0.6 of a digit below the line (a 7's, a 9's)."""
     rng = np.random.default_rng(seed)
     slope = np.tan(np.radians(angle))
     boxes = []
     for k in range(count):
-        x = 50 + k * 45
-        y = y0 + slope * x + rng.uniform(-2, 2)
-        boxes.append((x, round(y), 30, height + int(rng.integers(-2, 3))))
+        x = 50 + k * pitch
+        y = y0 + slope * x + rng.uniform(-bob, bob)
+        h = height + int(rng.integers(-2, 3))
+        if k in tails:
+            h += round(0.6 * height)
+        boxes.append((x, round(y), 30, h))
     return boxes
 
 
@@ -30,6 +43,28 @@ def test_writing_angle_is_the_lines_direction(angle):
     boxes = _line_boxes(angle) + _line_boxes(angle, y0=320, seed=1)
     measured = writing_angle(boxes, height=40)
     assert measured is not None and abs(measured - angle) < 2.0, measured
+
+
+@pytest.mark.parametrize("angle", [-12.0, 8.0])
+def test_writing_angle_through_tails_and_uneven_writing(angle):
+    """Digits bobbing a tenth of their height, two in each line with a tail below it: the
+    steps from digit to digit scatter by many degrees, and the tails end lower than the
+    digits sit; the lines' direction is still read."""
+    boxes = [
+        b
+        for y0, seed in ((200, 3), (320, 4), (440, 5))
+        for b in _line_boxes(angle, 9, y0=y0, seed=seed, bob=4.0, tails=(2, 6))
+    ]
+    measured = writing_angle(boxes, height=40)
+    assert measured is not None and abs(measured - angle) < 2.0, measured
+
+
+def test_level_writing_with_tails_is_not_turned():
+    """Level lines whose last digits have tails (bottoms falling to the right) stay level."""
+    for seed in range(5):
+        boxes = _line_boxes(0.0, 8, seed=seed, pitch=36, tails=(5, 6, 7))
+        boxes += _line_boxes(0.0, 8, y0=320, seed=seed + 10, pitch=36, tails=(4, 6, 7))
+        assert writing_angle(boxes, height=40) is None, seed
 
 
 def test_no_angle_for_level_lines_short_lines_a_little_off_or_a_scatter():
