@@ -58,9 +58,12 @@ CELL_WRITING = 0.6  # the digits in a table's cells are at most this share of a 
 LINE_ASPECT = 8.0  # a piece this many times as long as it is thick is a line's stretch
 
 
-def page_at_writing_scale(gray: np.ndarray) -> tuple[InkPage, list[Piece], float]:
+def page_at_writing_scale(
+    gray: np.ndarray, known_grid: float | None = None
+) -> tuple[InkPage, list[Piece], float]:
     """The page, its ink pieces and the writing's height, at the scale of the writing, lines
-    taken out.
+    taken out. `known_grid`: a grid is known to be there (a sudoku turned level): when it is
+    not found again, its lines this long (frame pixels) are taken out all the same.
 
     A first look at the default work copy (WORK_SIDE pixels long) measures the writing's
     height; writing smaller than WRITING_HEIGHT there is looked at again at the scale that
@@ -74,6 +77,11 @@ def page_at_writing_scale(gray: np.ndarray) -> tuple[InkPage, list[Piece], float
         # pixels tall in the first look, under its usual speck size, and would not be seen.
         page.min_side = page.speck = 3.0
     ink, grid_lines, cell = without_grid(page, ink_pieces(page))
+    if grid_lines is None and known_grid:
+        # Turned level, a grid's thin lines may come apart at this scale and no longer be
+        # found as one piece: what joins the digits is taken out all the same.
+        grid_lines = known_grid * page.scale
+        ink = ink_pieces(page, line_length=grid_lines)
     height = writing_height(ink.pieces)
     if cell and grid_lines is None:
         # A table whose digits are too small here to be found in its cells: they are smaller
@@ -224,7 +232,11 @@ def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
         angle = line_angle(ink_masks(page)[0], min(grid.w, grid.h) // 3)
         if angle is not None and abs(angle) >= MIN_SKEW:
             turned, turn_back = upright(gray, angle, [page.frame_box(grid[:4])])
-            level = page_at_writing_scale(turned)
+            # Turned level, the grid's side is its box's over cos + sin of the angle; lines
+            # a third of that long are the grid's (a row or a column of its cells).
+            turn = math.radians(abs(angle))
+            side = max(grid.w, grid.h) / page.scale / (math.cos(turn) + math.sin(turn))
+            level = page_at_writing_scale(turned, known_grid=side / 3)
             # Kept when the grid came apart into writing: a big digit alone (a 4, a 7) has
             # long straight strokes too, and stays as it was.
             shape = level[0].work.shape
