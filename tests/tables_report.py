@@ -29,7 +29,7 @@ from tests.synthetic import boxes_page, sudoku_page
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARES = (0.45, 0.5, 0.7, 0.9)  # of the photo's height; under ~0.4 its digits are specks
-ANGLES = (0.0, 12.0)
+ANGLES = (0.0, 12.0, 30.0)
 SIZE = (1200, 1600)
 
 
@@ -64,7 +64,7 @@ def main(model: str, seeds: int) -> None:
     for apart in (0, 12):
         for cell in (50, 80, 120):
             size = (720, 1280) if cell < 120 else (900, 1600)
-            for angle in (0.0, 8.0):
+            for angle in (0.0, 8.0, 20.0):
                 pages = (
                     boxes_page(digits, np.random.default_rng(seed), size, cell, apart, angle)
                     for seed in range(photos)

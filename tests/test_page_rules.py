@@ -200,11 +200,12 @@ def test_sudoku_far_askew_reads_cell_by_cell(mnist, classifier, sure, angle):
         assert digits_right(result.text, want) >= len(want) - 2, (seed, result.text, want)
 
 
-@pytest.mark.parametrize("angle", [0.0, 12.0], ids=["level", "askew-12-degrees"])
+@pytest.mark.parametrize("angle", [0.0, 12.0, 30.0], ids=["level", "askew-12", "askew-30"])
 def test_small_sudoku_in_a_big_photo_reads_cell_by_cell(mnist, classifier, sure, angle):
     """A sudoku filling under half of a 1600x1200 photo (taken from further away, or on a
     page of other things): found by its cells, not by running across the page; its digits,
-    too small to be found at the first look, are looked for at the cells' scale."""
+    too small to be found at the first look, are looked for at the cells' scale. Askew, its
+    box is nearly twice its own area: its cells are measured against the grid itself."""
     rng = np.random.default_rng(15)
     for trial in range(2):
         page, want = sudoku_page(sure_images(mnist, sure), rng, (1200, 1600), 540, angle)
@@ -221,6 +222,16 @@ def test_digits_in_boxes_read_box_by_box(mnist, classifier, sure, apart):
     for trial in range(3):
         cell = int(rng.integers(60, 120))
         page, want = boxes_page(sure_images(mnist, sure), rng, (480, 900), cell, apart, 0.0)
+        text = recognize(page, classifier).text
+        assert digits_right(text, want) >= len(want) - 1, (trial, text, want)
+
+
+def test_row_of_boxes_askew_reads_box_by_box(mnist, classifier, sure):
+    """A row of boxes photographed at 20 degrees: its box is several times the row's own
+    area, so its cells are measured against the row itself, found, and the row turned."""
+    rng = np.random.default_rng(18)
+    for trial in range(3):
+        page, want = boxes_page(sure_images(mnist, sure), rng, (720, 1280), 80, 0, 20.0)
         text = recognize(page, classifier).text
         assert digits_right(text, want) >= len(want) - 1, (trial, text, want)
 
