@@ -34,8 +34,8 @@ from mnist_edge.runtime.classifier import (
     native_stderr_silenced,
 )
 from mnist_edge.runtime.digits import FrameResult, recognize
+from mnist_edge.runtime.drawing import draw_results
 from mnist_edge.runtime.images import MAX_PIXELS, ImageReadError, decode_file
-from mnist_edge.runtime.live import draw_results
 
 IN_FLIGHT_PER_WORKER = 4  # messages queued per worker: enough to keep it busy, few to wait on
 CHUNK = 8  # files per message to a worker, at most

@@ -30,7 +30,8 @@ import numpy as np
 from mnist_edge.runtime.camera import CameraError, FrameSource
 from mnist_edge.runtime.classifier import DigitClassifier
 from mnist_edge.runtime.digits import FrameResult
-from mnist_edge.runtime.live import draw_results, run_live
+from mnist_edge.runtime.drawing import draw_results
+from mnist_edge.runtime.live import run_live
 
 RETRY_AFTER_S = 3.0  # a camera that failed, tried again while someone watches
 RECENT_RESULTS = 32  # results kept for an event client that fell a little behind

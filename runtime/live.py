@@ -1,4 +1,4 @@
-"""The live loop and the drawing of results: frames in, digits drawn, JSON lines, a recording.
+"""The live loop: frames in, digits drawn (`mnist_edge.runtime.drawing`), JSON lines, a recording.
 
 It knows frames and windows; what a digit is comes from `mnist_edge.runtime.digits.recognize`,
 tensors and quantization stay inside `mnist_edge.runtime.classifier`. `mnist-edge live` and
@@ -31,78 +31,10 @@ except ImportError:  # Windows: no flock; a killed recorder's temporary file sta
 from mnist_edge.runtime.camera import CameraError, FrameSource
 from mnist_edge.runtime.classifier import DigitClassifier, ModelError
 from mnist_edge.runtime.digits import FrameResult, recognize
+from mnist_edge.runtime.drawing import draw_results, to_bgr
 
-GOOD_COLOUR = (60, 200, 60)  # BGR
-WEAK_COLOUR = (0, 160, 255)
-TEXT_COLOUR = (255, 255, 255)
 FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
 KEY_ESC = 27
-
-
-def to_bgr(frame: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame
-
-
-def draw_results(
-    frame: np.ndarray, result: FrameResult, banner: str | None = None, insets: bool = False
-) -> np.ndarray:
-    """A copy of the frame with a box, the digit and its confidence per digit, and a banner.
-
-    With `insets`, each digit's 28x28 input (what the model saw) is drawn beside its box, at
-    least twice enlarged, so a wrong reading shows whether the crop or the model was wrong.
-    Labels and insets stay inside the image, however small it is.
-    """
-    out = to_bgr(frame).copy()
-    height, width = out.shape[:2]
-    scale = max(0.6, height / 800)  # text size follows the frame size
-    thickness = max(1, round(2 * scale))
-    for digit in result.digits:
-        x, y, w, h = digit.box
-        colour = WEAK_COLOUR if digit.weak else GOOD_COLOUR
-        cv2.rectangle(out, (x, y), (x + w, y + h), colour, thickness)
-        if insets and digit.crop is not None:
-            _draw_inset(out, digit.crop, digit.box, colour)
-        # Small digits on a big page get smaller labels, so neighbours' labels do not pile up.
-        size = min(scale, max(0.35, h / 90))
-        weight = max(1, round(2 * size))
-        label = f"{digit.digit} {digit.confidence:.0%}"
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, size, weight)
-        top = y - th - base - 2 if y - th - base - 2 >= 0 else y + h  # below if no room above
-        top = min(max(top, 0), max(0, height - th - base - 2))
-        left = min(max(x, 0), max(0, width - tw - 4))
-        cv2.rectangle(out, (left, top), (left + tw + 4, top + th + base + 2), colour, cv2.FILLED)
-        cv2.putText(
-            out, label, (left + 2, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, size, (0, 0, 0),
-            weight, cv2.LINE_AA,
-        )  # fmt: skip
-    if banner:
-        (tw, th), base = cv2.getTextSize(banner, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        cv2.rectangle(out, (0, 0), (tw + 12, th + base + 12), (0, 0, 0), cv2.FILLED)
-        cv2.putText(
-            out, banner, (6, th + 6), cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT_COLOUR, thickness,
-            cv2.LINE_AA,
-        )  # fmt: skip
-    return out
-
-
-def _draw_inset(
-    out: np.ndarray, crop: np.ndarray, box: tuple[int, int, int, int], colour: tuple
-) -> None:
-    """The 28x28 input, enlarged to about half the box's height (at least 2x), under the box
-    (over it when there is no room below), inside the image, framed in the box's colour."""
-    x, y, w, h = box
-    height, width = out.shape[:2]
-    zoom = max(2, min(h // 56, (height - 2) // 28, (width - 2) // 28))
-    side = 28 * zoom
-    big = cv2.resize(np.clip(crop * 255.0, 0, 255).astype(np.uint8), (side, side),
-                     interpolation=cv2.INTER_NEAREST)  # fmt: skip
-    top = y + h + 2 if y + h + 2 + side <= height else y - side - 2
-    top = min(max(top, 0), max(0, height - side))
-    left = min(max(x, 0), max(0, width - side))
-    region = out[top : top + side, left : left + side]
-    region[:] = big[: region.shape[0], : region.shape[1], None]
-    cv2.rectangle(out, (left, top), (left + region.shape[1] - 1, top + region.shape[0] - 1),
-                  colour, 1)  # fmt: skip
 
 
 class VideoRecorder:

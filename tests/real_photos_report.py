@@ -29,8 +29,8 @@ import numpy as np
 from mnist_edge.runtime.batch import read_digits
 from mnist_edge.runtime.classifier import DigitClassifier
 from mnist_edge.runtime.digits import FrameResult, recognize
+from mnist_edge.runtime.drawing import draw_results
 from mnist_edge.runtime.images import read_image
-from mnist_edge.runtime.live import draw_results
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = REPO_ROOT.parent / "shared" / "data"

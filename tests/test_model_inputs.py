@@ -8,8 +8,8 @@ from click.testing import CliRunner
 
 from mnist_edge.cli import main
 from mnist_edge.runtime.classifier import DigitClassifier
-from mnist_edge.runtime.digits import recognize
-from mnist_edge.runtime.live import draw_results
+from mnist_edge.runtime.digits import Digit, FrameResult, recognize
+from mnist_edge.runtime.drawing import MAX_ZOOM, draw_results, place_insets
 from tests.synthetic import camera_frame_with_boxes
 
 
@@ -44,6 +44,32 @@ def test_labels_and_insets_stay_inside_a_small_image(mnist, int8_model):
     assert result.digits
     shown = draw_results(frame, result, insets=True)
     assert shown.shape[:2] == frame.shape[:2]
+
+
+def test_insets_on_a_dense_page_cover_no_other_digit():
+    """A sheet of four lines of ten digits, lines closer than an inset is tall: each inset
+    goes where it covers no other digit, its label or another inset, in a copy drawn larger
+    when the page has no room for them at its own size."""
+    boxes = [(20 + 60 * c, 20 + 50 * r, 28, 40) for r in range(4) for c in range(10)]
+    crop = np.zeros((28, 28), np.float32)
+    crop[4:24, 12:16] = 1.0  # a "1": white pixels, which the grey page has none of
+    result = FrameResult([Digit(1, 0.99, b, crop=crop) for b in boxes], "1" * len(boxes))
+    page = np.full((240, 640), 180, np.uint8)
+    zoom, places = place_insets(result, page.shape)
+    assert 1 < zoom <= MAX_ZOOM and all(p is not None for p in places)
+    shown = draw_results(page, result, insets=True)
+    assert shown.shape[:2] == (240 * zoom, 640 * zoom)
+    scaled = [tuple(v * zoom for v in b) for b in boxes]
+    for i, (x, y, side, _) in enumerate(places):
+        for j, (bx, by, bw, bh) in enumerate(scaled):
+            if j != i:
+                assert x + side <= bx or bx + bw <= x or y + side <= by or by + bh <= y
+        # The crop is there, enlarged: its stroke's white pixels.
+        inset = shown[y : y + side, x : x + side]
+        assert (inset.min(axis=2) > 240).sum() >= 0.8 * (crop > 0.95).sum() * (side / 28) ** 2
+    # A sparse frame is drawn at its own size.
+    sparse = FrameResult([Digit(1, 0.99, (100, 60, 28, 40), crop=crop)], "1")
+    assert draw_results(page, sparse, insets=True).shape[:2] == page.shape
 
 
 def test_save_crops_writes_mnist_layout_pngs_by_predicted_digit(mnist, int8_model, tmp_path):
