@@ -85,7 +85,7 @@ def recognize(
             k += len(cut)
         sureness = [[float(sure[j]) for _, _, j in cut] for cut in parts]
         aspect = c.box[2] / max(1, c.box[3])
-        chosen = choose_reading(float(sure[i]), aspect, sureness)
+        chosen = choose_reading(float(sure[i]), aspect, sureness, c.wide)
         readings.append([(c.box, c.crop, i)] if chosen is None else parts[chosen])
     i, kept = 0, []
     while i < len(candidates):

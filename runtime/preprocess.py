@@ -33,7 +33,7 @@ from mnist_edge.runtime.page import (
     to_gray,
 )
 from mnist_edge.runtime.pieces import Ink, Piece, holes, ink_masks, ink_pieces, writing_height
-from mnist_edge.runtime.reading_order import line_heights, median, reading_order
+from mnist_edge.runtime.reading_order import line_heights, line_widths, median, reading_order
 from mnist_edge.runtime.regions import digit_regions
 from mnist_edge.runtime.skew import MIN_SKEW, box_back, line_angle, upright, writing_angle
 from mnist_edge.runtime.split import split_options
@@ -206,6 +206,7 @@ class Candidate(NamedTuple):
     crop: np.ndarray
     splits: list[list[tuple[tuple[int, int, int, int], np.ndarray]]]
     joined: tuple[tuple[int, int, int, int], np.ndarray] | None = None
+    wide: float = 1.0  # its width over its line's typical width (reading_order.line_widths)
 
 
 def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
@@ -263,6 +264,7 @@ def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
                 (page, pieces, height), back = level, turn_back
                 regions = digit_regions(pieces, height)
     heights = line_heights([b for b, _ in regions])
+    widths = line_widths([b for b, _ in regions])
     options = split_options(regions, heights)
     joins = join_options(regions, heights)
 
@@ -279,7 +281,8 @@ def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
         line = heights[i]
         splits = [[read_as(b, p, line, clip_x=True) for b, p in cut] for cut in options.get(i, [])]
         joined = read_as(*joins[i], line) if i in joins else None
-        out.append(Candidate(*read_as(box, parts, line), splits, joined))
+        wide = box[2] / max(1.0, widths[i])
+        out.append(Candidate(*read_as(box, parts, line), splits, joined, wide))
     return out
 
 

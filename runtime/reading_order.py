@@ -53,10 +53,20 @@ def line_heights(boxes: list[tuple[int, int, int, int]]) -> list[float]:
     """For each box (x, y, w, h), the height a digit has in its line of writing: the median
     height of the line's boxes, in a line of three or more; the box's own height otherwise
     (a digit alone or in a pair has nothing to be compared with)."""
-    out = [float(b[3]) for b in boxes]
+    return _in_its_line(boxes, 3)
+
+
+def line_widths(boxes: list[tuple[int, int, int, int]]) -> list[float]:
+    """For each box, the median width of its line's boxes, likewise (its own when alone or
+    in a pair)."""
+    return _in_its_line(boxes, 2)
+
+
+def _in_its_line(boxes: list[tuple[int, int, int, int]], field: int) -> list[float]:
+    out = [float(b[field]) for b in boxes]
     for line in text_lines(boxes):
         if len(line) >= 3:
-            typical = float(median([boxes[i][3] for i in line]))
+            typical = float(median([boxes[i][field] for i in line]))
             for i in line:
                 out[i] = typical
     return out

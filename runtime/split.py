@@ -25,6 +25,7 @@ NEVER_ONE_ASPECT = 1.6  # wider than this, one digit is unlikely: the parts are 
 MAX_SPLIT_CROPS = 48  # candidate crops per frame, the widest regions first
 UNSURE = 0.8  # a whole no wider than NEVER_ONE_ASPECT is split only when read less sure...
 PARTS_SURE = 0.97  # ... and every part at least this sure
+TWO_WIDE = 1.7  # ... or this many times its line's typical width and not CERTAIN
 CERTAIN = 0.99  # a whole read this sure is split only when wider still:
 NEVER_ONE_CERTAIN_ASPECT = 2.5  # (a flat 2 with a long base is twice as wide as tall)
 VALLEY = 0.25  # a contour's valley this deep (times the region's height) is a candidate cut
@@ -176,22 +177,29 @@ def split_options(
     return options
 
 
-def choose_reading(whole: float, aspect: float, options: list[list[float]]) -> int | None:
+def choose_reading(
+    whole: float, aspect: float, options: list[list[float]], wide: float = 1.0
+) -> int | None:
     """Which reading of a region to keep: None for the whole, else the index of the option.
 
     `whole`: the classifier's confidence in the whole region; `options`: the confidences of
-    each option's parts. An option scores its least sure part. A region no wider than
-    NEVER_ONE_ASPECT is split only when the whole is unsure (below UNSURE) and every part
-    sure (PARTS_SURE); a wider one when its parts are about as sure as the whole, unless the
-    whole is CERTAIN and the region under NEVER_ONE_CERTAIN_ASPECT.
-    (MNIST models are confident on almost anything, so the parts must be very sure.)
+    each option's parts; `wide`: the region's width over its line's typical width. An option
+    scores its least sure part. A region no wider than NEVER_ONE_ASPECT is split only when
+    every part is sure (PARTS_SURE) and the whole unsure (below UNSURE), or not CERTAIN and
+    TWO_WIDE times as wide as its line's digits (a touching pair whose 7 has a long tail is
+    not wide for its height, but is for its neighbours); a wider one when its parts are
+    about as sure as the whole, unless the whole is CERTAIN and the region under
+    NEVER_ONE_CERTAIN_ASPECT. (MNIST models are confident on almost anything, so the parts
+    must be very sure.)
     """
     if not options:
         return None
     scores = [min(parts) for parts in options]
     best = int(np.argmax(scores))
     if aspect < NEVER_ONE_ASPECT:
-        return best if whole < UNSURE and scores[best] >= PARTS_SURE else None
+        if scores[best] < PARTS_SURE:
+            return None
+        return best if whole < UNSURE or (wide >= TWO_WIDE and whole < CERTAIN) else None
     if whole >= CERTAIN and aspect < NEVER_ONE_CERTAIN_ASPECT:
         return None
     return best if scores[best] >= min(PARTS_SURE, whole) - 0.1 else None

@@ -13,7 +13,7 @@ from mnist_edge.runtime.digits import recognize
 from mnist_edge.runtime.images import read_image
 from mnist_edge.runtime.preprocess import find_digit_candidates, find_digit_crops
 from mnist_edge.runtime.regions import _digit_height_cap
-from mnist_edge.runtime.split import two_part_cuts
+from mnist_edge.runtime.split import choose_reading, two_part_cuts
 from tests.real_photos_report import (
     REAL_PHOTOS,
     USPS_FILE,
@@ -146,6 +146,34 @@ def test_wide_single_digits_stay_one(mnist, classifier, sure, label, make):
         frame, _ = camera_frame_with_boxes([make(mnist.x_test[i])], rng, height_frac=0.4)
         kept += len(recognize(frame, classifier).digits) == 1
     assert kept >= 0.9 * len(picks), f"{kept} of {len(picks)} stayed one digit"
+
+
+@pytest.mark.parametrize("label, make", [
+    (0, lambda d: widened(d, 1.5)),
+    (2, lambda d: with_long_stroke(d, "bottom")),
+    (7, lambda d: with_long_stroke(d, "top")),
+], ids=["wide-0", "2-long-base", "7-long-bar"])  # fmt: skip
+def test_wide_digit_among_ones_stays_one(mnist, classifier, sure, label, make):
+    """Among 1s a wide digit is two or three times its line's typical width, as a touching
+    pair is: it is split only when not read CERTAIN and its parts are all sure."""
+    rng = np.random.default_rng(20 + label)
+    right, picks = 0, sure[label][15:30]
+    for i in picks:
+        ones = [mnist.x_test[int(rng.choice(sure[1]))] for _ in range(3)]
+        frame, _ = camera_frame_with_boxes([ones[0], make(mnist.x_test[i]), *ones[1:]], rng)
+        right += recognize(frame, classifier).text == f"1{label}11"
+    assert right >= 0.9 * len(picks), f"{right} of {len(picks)}"
+
+
+def test_pair_much_wider_than_its_line_s_digits_is_split_though_read_sure():
+    """A touching pair whose 7 has a long tail is not wide for its own height, and the whole
+    may be read sure (0.94): as wide as two of its line's digits, its sure parts win. Read
+    CERTAIN, of its line's width, or with a part unsure, it stays whole."""
+    assert choose_reading(0.94, 0.7, [[0.988, 0.996]], wide=2.3) == 0
+    assert choose_reading(0.94, 0.7, [[0.988, 0.996]], wide=1.2) is None
+    assert choose_reading(0.995, 0.7, [[0.988, 0.996]], wide=2.3) is None
+    assert choose_reading(0.94, 0.7, [[0.90, 0.996]], wide=2.3) is None
+    assert choose_reading(0.5, 0.7, [[0.988, 0.996]]) == 0  # unsure whole: as before
 
 
 @pytest.mark.parametrize("angle", [0.0, 20.0], ids=["level", "askew-20-degrees"])
