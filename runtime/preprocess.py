@@ -165,14 +165,18 @@ def _table_cells(piece: Piece, shape: tuple[int, int]) -> list[np.ndarray]:
     its box.)"""
     if max(piece.w, piece.h) < TABLE_LEAST * min(shape) or piece.area >= 0.8 * piece.w * piece.h:
         return []
+    cells = holes(piece)
+    if len(cells) < 4:
+        return []  # a digit has two holes at most: no rectangle to measure
     # Against the table's own rectangle: photographed askew, its box is up to twice as big
     # (a square turned by 25 degrees: 1.8 times), and its cells a smaller share of that.
     _, (rw, rh), _ = cv2.minAreaRect(cv2.findNonZero(piece.mask))
     own = min(rw * rh, piece.w * piece.h)
     # Mostly cells: a few loops of digits run together, or the specks in a dark edge, are
     # holes too, but small against their piece.
-    cells = holes(piece, CELL_SHARE * own / (piece.w * piece.h))
-    enough = len(cells) >= 4 and sum(map(cv2.contourArea, cells)) >= TABLE_CELLS * own
+    areas = [cv2.contourArea(c) for c in cells]
+    cells = [c for c, a in zip(cells, areas, strict=True) if a >= CELL_SHARE * own]
+    enough = len(cells) >= 4 and sum(a for a in areas if a >= CELL_SHARE * own) >= TABLE_CELLS * own
     return cells if enough else []
 
 
