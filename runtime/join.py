@@ -39,7 +39,7 @@ def join_options(
     one), at most JOIN_GAP of a digit's height to the right (or overlapping), and the two
     together no wider than JOIN_ASPECT times a digit's height. A digit's height is the
     pair's, or less where its line's digits are smaller (`heights`,
-    reading_order.line_heights): a long-tailed 9 makes the pair beside it tall, not narrow.
+    reading_order.line_sizes): a long-tailed 9 makes the pair beside it tall, not narrow.
     """
     found = []
     for i in range(len(regions) - 1):

@@ -75,7 +75,7 @@ def at_line_height(ink: np.ndarray, height: float, line_height: float) -> np.nda
     """A digit's ink squeezed upright to about its line's height when it is far taller (a 7
     or a 9 with a long tail below the line): fitted whole into MNIST's box, such a digit
     keeps only a sliver of its bar or loop and reads "1". `height` is the digit's own box
-    height, `line_height` a digit's height in its line (reading_order.line_heights)."""
+    height, `line_height` a digit's height in its line (reading_order.line_sizes)."""
     if height < DESCENDER * line_height:
         return ink
     rows = max(1, round(ink.shape[0] * SQUEEZED * line_height / height))

@@ -33,7 +33,7 @@ from mnist_edge.runtime.page import (
     to_gray,
 )
 from mnist_edge.runtime.pieces import Ink, Piece, holes, ink_masks, ink_pieces, writing_height
-from mnist_edge.runtime.reading_order import line_heights, line_widths, median, reading_order
+from mnist_edge.runtime.reading_order import line_sizes, median, reading_order
 from mnist_edge.runtime.regions import digit_regions
 from mnist_edge.runtime.skew import MIN_SKEW, box_back, line_angle, upright, writing_angle
 from mnist_edge.runtime.split import split_options
@@ -174,10 +174,10 @@ def _table_cells(piece: Piece, shape: tuple[int, int]) -> list[np.ndarray]:
     own = min(rw * rh, piece.w * piece.h)
     # Mostly cells: a few loops of digits run together, or the specks in a dark edge, are
     # holes too, but small against their piece.
-    areas = [cv2.contourArea(c) for c in cells]
-    cells = [c for c, a in zip(cells, areas, strict=True) if a >= CELL_SHARE * own]
-    enough = len(cells) >= 4 and sum(a for a in areas if a >= CELL_SHARE * own) >= TABLE_CELLS * own
-    return cells if enough else []
+    areas = ((c, cv2.contourArea(c)) for c in cells)
+    big = [(c, a) for c, a in areas if a >= CELL_SHARE * own]
+    enough = len(big) >= 4 and sum(a for _, a in big) >= TABLE_CELLS * own
+    return [c for c, _ in big] if enough else []
 
 
 def _parallel_lines(pieces: list[Piece], shape: tuple[int, int]) -> float:
@@ -210,7 +210,7 @@ class Candidate(NamedTuple):
     crop: np.ndarray
     splits: list[list[tuple[tuple[int, int, int, int], np.ndarray]]]
     joined: tuple[tuple[int, int, int, int], np.ndarray] | None = None
-    wide: float = 1.0  # its width over its line's typical width (reading_order.line_widths)
+    wide: float = 1.0  # its width over its line's typical width (reading_order.line_sizes)
 
 
 def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
@@ -267,8 +267,7 @@ def find_digit_candidates(frame: np.ndarray) -> list[Candidate]:
             if _is_writing(level[1], level[2]):
                 (page, pieces, height), back = level, turn_back
                 regions = digit_regions(pieces, height)
-    heights = line_heights([b for b, _ in regions])
-    widths = line_widths([b for b, _ in regions])
+    heights, widths = line_sizes([b for b, _ in regions])
     options = split_options(regions, heights)
     joins = join_options(regions, heights)
 

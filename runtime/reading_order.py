@@ -49,27 +49,19 @@ def median(values: list) -> float:
     return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
 
 
-def line_heights(boxes: list[tuple[int, int, int, int]]) -> list[float]:
-    """For each box (x, y, w, h), the height a digit has in its line of writing: the median
-    height of the line's boxes, in a line of three or more; the box's own height otherwise
-    (a digit alone or in a pair has nothing to be compared with)."""
-    return _in_its_line(boxes, 3)
-
-
-def line_widths(boxes: list[tuple[int, int, int, int]]) -> list[float]:
-    """For each box, the median width of its line's boxes, likewise (its own when alone or
-    in a pair)."""
-    return _in_its_line(boxes, 2)
-
-
-def _in_its_line(boxes: list[tuple[int, int, int, int]], field: int) -> list[float]:
-    out = [float(b[field]) for b in boxes]
+def line_sizes(boxes: list[tuple[int, int, int, int]]) -> tuple[list[float], list[float]]:
+    """For each box (x, y, w, h), the height and the width a digit has in its line of
+    writing: the median height and width of the line's boxes, in a line of three or more;
+    the box's own otherwise (a digit alone or in a pair has nothing to be compared with)."""
+    heights = [float(b[3]) for b in boxes]
+    widths = [float(b[2]) for b in boxes]
     for line in text_lines(boxes):
         if len(line) >= 3:
-            typical = float(median([boxes[i][field] for i in line]))
+            height = float(median([boxes[i][3] for i in line]))
+            width = float(median([boxes[i][2] for i in line]))
             for i in line:
-                out[i] = typical
-    return out
+                heights[i], widths[i] = height, width
+    return heights, widths
 
 
 def reading_order(boxes: list[tuple[int, int, int, int]]) -> list[int]:

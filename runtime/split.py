@@ -152,7 +152,7 @@ def split_options(
     regions: list[tuple[Box, list[Piece]]], heights: list[float]
 ) -> dict[int, list[list[tuple[Box, list[Piece]]]]]:
     """For each region wide enough against the height of a digit of its line (`heights`,
-    reading_order.line_heights: a 7's tail does not make two touching digits narrow), the ways to
+    reading_order.line_sizes: a 7's tail does not make two touching digits narrow), the ways to
     cut it (2 parts at each candidate column, and 3 for wider ones): {region index: [parts,
     ...]}, at most MAX_SPLIT_CROPS parts in all, widest first."""
     digit_height = [min(b[3], t) for (b, _), t in zip(regions, heights, strict=True)]

@@ -133,11 +133,16 @@ def with_long_stroke(digit: np.ndarray, row: str) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("label, make", [
+# Single digits wider than a digit usually is: no cut may split them.
+WIDE_DIGITS = [
     (0, lambda d: widened(d, 1.5)),
     (2, lambda d: with_long_stroke(d, "bottom")),
     (7, lambda d: with_long_stroke(d, "top")),
-], ids=["wide-0", "2-long-base", "7-long-bar"])  # fmt: skip
+]
+WIDE_IDS = ["wide-0", "2-long-base", "7-long-bar"]
+
+
+@pytest.mark.parametrize("label, make", WIDE_DIGITS, ids=WIDE_IDS)
 def test_wide_single_digits_stay_one(mnist, classifier, sure, label, make):
     rng = np.random.default_rng(label)
     kept = 0
@@ -148,11 +153,7 @@ def test_wide_single_digits_stay_one(mnist, classifier, sure, label, make):
     assert kept >= 0.9 * len(picks), f"{kept} of {len(picks)} stayed one digit"
 
 
-@pytest.mark.parametrize("label, make", [
-    (0, lambda d: widened(d, 1.5)),
-    (2, lambda d: with_long_stroke(d, "bottom")),
-    (7, lambda d: with_long_stroke(d, "top")),
-], ids=["wide-0", "2-long-base", "7-long-bar"])  # fmt: skip
+@pytest.mark.parametrize("label, make", WIDE_DIGITS, ids=WIDE_IDS)
 def test_wide_digit_among_ones_stays_one(mnist, classifier, sure, label, make):
     """Among 1s a wide digit is two or three times its line's typical width, as a touching
     pair is: it is split only when not read CERTAIN and its parts are all sure."""
